@@ -1,0 +1,257 @@
+"""HTTPS transport: is plain HTTP redirected to HTTPS properly, and does HTTPS pin itself with HSTS?
+
+Redirects are followed hop by hop from ``http://host/`` so the status, target host and number of hops of each
+redirect can be judged. HSTS is read only from HTTPS responses with a valid certificate, as browsers do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import urljoin, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from connector.checks.base import Check, ScanContext
+from connector.errors import ProbeError
+from connector.model import Asset, CheckOutcome, RuleResult, Status, Target
+from connector.parsers.hsts import ONE_YEAR, Hsts, HstsError, parse_hsts
+from connector.probes.http import Fetched, TlsHandshakeError, TlsVerificationError
+
+MAX_HOPS = 10
+PERMANENT_REDIRECTS = (301, 308)
+
+
+class TransportSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hsts_min_max_age: int = Field(default=ONE_YEAR, ge=0, description="seconds; shorter max-age is flagged")
+
+
+@dataclass(frozen=True)
+class Hop:
+    url: str
+    status: int
+    location: str | None
+
+
+@dataclass(frozen=True)
+class TransportObservation:
+    http_url: str | None  # None: the asset declares no plain-HTTP port
+    http_listening: bool | None = None
+    http_error: str | None = None
+    hops: tuple[Hop, ...] = ()
+    reached_https: str | None = None  # the first https:// URL the redirects led to
+    https_url: str = ""
+    https_error: str | None = None
+    https_unusable: str | None = None  # TLS answers, but a standard client cannot complete a handshake
+    https_status: int | None = None
+    certificate_valid: bool | None = None
+    hsts_values: tuple[str, ...] = ()
+    hsts_over_http: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def host_port(host: str, port: int, default: int) -> str:
+    name = f"[{host}]" if ":" in host else host
+    return name if port == default else f"{name}:{port}"
+
+
+class HttpsTransportCheck(Check[TransportObservation, TransportSettings]):
+    name = "https"
+    description = "HTTP to HTTPS redirects and HTTP Strict Transport Security"
+    settings_model = TransportSettings
+
+    def targets(self, asset: Asset) -> list[Target]:
+        return [Target(asset, asset.https_port, scheme="https")]
+
+    async def observe(self, target: Target, ctx: ScanContext) -> TransportObservation:
+        asset = target.asset
+        https_url = f"https://{host_port(asset.host, asset.https_port, 443)}/"
+        https = await _fetch_https(ctx, https_url, asset.address)
+        if asset.http_port is None:
+            return TransportObservation(None, https_url=https_url, **https)
+        http_url = f"http://{host_port(asset.host, asset.http_port, 80)}/"
+        hops: list[Hop] = []
+        hsts_over_http = False
+        url = http_url
+        try:
+            for _ in range(MAX_HOPS):
+                address = asset.address if urlsplit(url).hostname == asset.host else None
+                response = await ctx.http.get(url, address=address)
+                hsts_over_http |= bool(response.header_values("strict-transport-security"))
+                if not response.is_redirect:
+                    hops.append(Hop(url, response.status, None))
+                    break
+                location = urljoin(url, response.location or "")
+                hops.append(Hop(url, response.status, location))
+                if location.startswith("https://"):
+                    return TransportObservation(http_url, True, None, tuple(hops), location, https_url=https_url,
+                                                hsts_over_http=hsts_over_http, **https)
+                if any(hop.url == location for hop in hops):
+                    break
+                url = location
+        except ProbeError as exc:
+            if not hops and "cannot connect" in str(exc):
+                return TransportObservation(http_url, False, None, https_url=https_url, **https)
+            return TransportObservation(http_url, bool(hops), str(exc), tuple(hops), https_url=https_url,
+                                        hsts_over_http=hsts_over_http, **https)
+        return TransportObservation(http_url, True, None, tuple(hops), None, https_url=https_url,
+                                    hsts_over_http=hsts_over_http, **https)
+
+    def judge(
+        self, target: Target, observation: TransportObservation, settings: TransportSettings, now: datetime
+    ) -> CheckOutcome:
+        results = _redirect_results(target.asset.host, observation)
+        results.extend(_hsts_results(target.asset.host, observation, settings))
+        observed = {
+            "http_transport": {
+                "http_url": observation.http_url,
+                "redirects": [{"url": hop.url, "status": hop.status, "location": hop.location}
+                              for hop in observation.hops],
+                "https_url": observation.https_url,
+                "https_status": observation.https_status,
+                "hsts": list(observation.hsts_values),
+            },
+            "url": _url_fields(observation.https_url),
+        }
+        return CheckOutcome(results, observed)
+
+
+async def _fetch_https(ctx: ScanContext, url: str, address: str | None) -> dict[str, object]:
+    try:
+        response: Fetched = await ctx.http.get(url, address=address)
+        valid = True
+    except TlsVerificationError:
+        try:
+            response = await ctx.http.get(url, address=address, verify=False)
+        except ProbeError as exc:
+            return {"https_error": str(exc)}
+        valid = False
+    except TlsHandshakeError as exc:
+        return {"https_unusable": str(exc)}
+    except ProbeError as exc:
+        return {"https_error": str(exc)}
+    return {
+        "https_status": response.status,
+        "certificate_valid": valid,
+        "hsts_values": tuple(response.header_values("strict-transport-security")),
+    }
+
+
+def _url_fields(url: str) -> dict[str, object]:
+    parts = urlsplit(url)
+    fields: dict[str, object] = {"full": url, "scheme": parts.scheme, "domain": parts.hostname, "path": parts.path}
+    if parts.port:
+        fields["port"] = parts.port
+    return fields
+
+
+def _redirect_results(host: str, observation: TransportObservation) -> list[RuleResult]:
+    if observation.http_url is None:
+        return []
+    hops = observation.hops
+    evidence = {"http_url": observation.http_url,
+                "redirects": [f"{hop.status} {hop.url} -> {hop.location}" for hop in hops if hop.location]}
+    if observation.http_listening is False:
+        return [RuleResult("http.no_redirect", Status.PASS, "no plain-HTTP listener", evidence)]
+    if observation.http_error and not observation.reached_https:
+        return [RuleResult("http.no_redirect", Status.ERROR, observation.http_error, evidence)]
+    if not observation.reached_https:
+        last = hops[-1] if hops else None
+        if last is not None and last.location is None and len(hops) == 1:
+            message = f"{observation.http_url} is served over plain HTTP (status {last.status}) without a redirect"
+        else:
+            message = f"{observation.http_url} redirects, but never to HTTPS"
+        return [RuleResult("http.no_redirect", Status.FAIL, message, evidence)]
+    results = [RuleResult("http.no_redirect", Status.PASS, f"redirects to {observation.reached_https}", evidence)]
+    temporary = [hop for hop in hops if hop.status not in PERMANENT_REDIRECTS]
+    results.append(RuleResult(
+        "http.redirect_temporary",
+        Status.FAIL if temporary else Status.PASS,
+        f"redirect uses temporary status {temporary[0].status}; browsers and crawlers will not remember it"
+        if temporary else "redirects are permanent (301/308)",
+        {**evidence, "statuses": [hop.status for hop in hops]},
+    ))
+    results.append(RuleResult(
+        "http.redirect_chain",
+        Status.FAIL if len(hops) > 1 else Status.PASS,
+        f"{len(hops)} redirects before reaching HTTPS" if len(hops) > 1 else "one redirect straight to HTTPS",
+        {**evidence, "hops": len(hops)},
+    ))
+    first_host = urlsplit(hops[0].location or "").hostname
+    results.append(RuleResult(
+        "http.redirect_offhost",
+        Status.PASS if first_host == host else Status.FAIL,
+        "the first redirect stays on the same host" if first_host == host
+        else f"the first redirect leaves {host} for {first_host}; HSTS for {host} is never set from HTTP",
+        {**evidence, "first_redirect_host": first_host},
+    ))
+    return results
+
+
+def _hsts_results(host: str, observation: TransportObservation, settings: TransportSettings) -> list[RuleResult]:
+    if observation.https_error is not None:
+        return [RuleResult("https.missing", Status.FAIL, f"HTTPS is not available: {observation.https_error}",
+                           {"https_url": observation.https_url})]
+    if observation.https_unusable is not None:
+        return [RuleResult("https.missing", Status.ERROR,
+                           f"HTTPS answers but a standard client cannot use it (see TLS findings): "
+                           f"{observation.https_unusable}", {"https_url": observation.https_url})]
+    results = [RuleResult("https.missing", Status.PASS, f"{observation.https_url} answers over HTTPS",
+                          {"https_url": observation.https_url, "status": observation.https_status})]
+    evidence: dict[str, object] = {"headers": list(observation.hsts_values),
+                                   "sent_over_plain_http": observation.hsts_over_http}
+    if not observation.certificate_valid:
+        results.append(RuleResult("hsts.missing", Status.ERROR,
+                                  "HSTS not evaluated: browsers ignore it from a host whose certificate is invalid",
+                                  evidence))
+        return results
+    try:
+        hsts = parse_hsts(list(observation.hsts_values))
+    except HstsError as exc:
+        message = f"no valid HSTS policy: {exc}"
+        if observation.hsts_over_http and not observation.hsts_values:
+            message += " (a header sent over plain HTTP is ignored by browsers)"
+        results.append(RuleResult("hsts.missing", Status.FAIL, message, evidence))
+        return results
+    evidence.update(max_age=hsts.max_age, include_subdomains=hsts.include_subdomains, preload=hsts.preload)
+    if hsts.max_age == 0:
+        results.append(RuleResult("hsts.missing", Status.FAIL, "max-age=0 tells browsers to drop HSTS", evidence))
+        return results
+    results.append(RuleResult("hsts.missing", Status.PASS, f"HSTS max-age={hsts.max_age}", evidence))
+    short = hsts.max_age < settings.hsts_min_max_age
+    results.append(RuleResult(
+        "hsts.max_age_short", Status.FAIL if short else Status.PASS,
+        f"max-age={hsts.max_age} is below {settings.hsts_min_max_age}" if short else f"max-age={hsts.max_age}",
+        {**evidence, "minimum": settings.hsts_min_max_age},
+    ))
+    results.append(RuleResult(
+        "hsts.no_include_subdomains", Status.PASS if hsts.include_subdomains else Status.FAIL,
+        "includeSubDomains is set" if hsts.include_subdomains else "includeSubDomains is missing", evidence,
+    ))
+    results.append(_preload(host, observation, hsts, evidence))
+    return results
+
+
+def _preload(host: str, observation: TransportObservation, hsts: Hsts, evidence: dict[str, object]) -> RuleResult:
+    """hstspreload.org's submission requirements that can be seen from outside."""
+    unmet = []
+    if hsts.max_age < ONE_YEAR:
+        unmet.append(f"max-age must be at least {ONE_YEAR}")
+    if not hsts.include_subdomains:
+        unmet.append("includeSubDomains is required")
+    if not hsts.preload:
+        unmet.append("the preload directive is missing")
+    if observation.http_listening:
+        first = observation.hops[0] if observation.hops else None
+        if not first or not first.location or urlsplit(first.location).hostname != host \
+                or not first.location.startswith("https://"):
+            unmet.append("plain HTTP must redirect to HTTPS on the same host first")
+    if unmet:
+        return RuleResult("hsts.preload_not_ready", Status.FAIL, "not preload-ready: " + "; ".join(unmet),
+                          {**evidence, "unmet": unmet})
+    return RuleResult("hsts.preload_not_ready", Status.PASS, "meets the HSTS preload requirements", evidence)
+
+
+CHECK = HttpsTransportCheck()

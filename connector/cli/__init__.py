@@ -1,0 +1,58 @@
+"""The ``connector`` command: scan, run (sidecar), validate, rules, and the admin commands of later stages.
+
+Every command turns ConnectorError into one red line on stderr and exit code 2; no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from connector import __version__
+from connector.cli._common import console_err, fail
+from connector.errors import ConnectorError
+from connector.logsetup import configure
+
+app = typer.Typer(
+    name="connector",
+    help="Security-posture connector: scan a web estate, ship ECS/CEF findings to your SIEM.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"connector {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _global(
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
+    log_json: Annotated[bool, typer.Option(help="Log JSON lines (for collecting the connector's own logs).")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")]
+    = False,
+) -> None:
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        fail(f"--log-level must be debug, info, warning or error, not {log_level!r}")
+    configure(log_level, log_json)
+
+
+def _register() -> None:
+    from connector.cli import admin, run, scan  # noqa: F401  (modules add their commands to ``app``)
+
+
+def main() -> None:
+    _register()
+    try:
+        app()
+    except ConnectorError as exc:
+        console_err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console_err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,232 @@
+"""``connector scan``: run every check once against targets, write events, summarise, set the exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+from collections import Counter
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated, TextIO
+
+import typer
+from pydantic import ValidationError
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from connector.catalog import Catalog, format_validation_error
+from connector.checks import ScanContext, ScanSettings
+from connector.cli import app
+from connector.cli._common import console_err, fail, load_catalog_and_normaliser
+from connector.config import Config, build_checks, load_config
+from connector.engine import ScanPlan, scan
+from connector.model import Asset, Criticality, Finding, Severity, Status
+from connector.normalise import Normaliser
+from connector.state import StateStore
+
+_SEVERITY_STYLE = {
+    Severity.CRITICAL: "bold red", Severity.HIGH: "red", Severity.MEDIUM: "yellow", Severity.LOW: "cyan",
+    Severity.INFO: "dim",
+}
+
+
+def _assets_from_targets(
+    targets: list[str], resolve: list[str], http_port: int | None, no_http: bool, criticality: Criticality
+) -> list[Asset]:
+    pins: dict[str, str] = {}
+    for entry in resolve:
+        host, sep, address = entry.partition("=")
+        if not sep or not host or not address:
+            fail(f"--resolve takes HOST=ADDRESS, got {entry!r}")
+        pins[host.lower().rstrip(".")] = address
+    assets = []
+    for target in targets:
+        overrides: dict[str, object] = {"criticality": criticality}
+        if no_http:
+            overrides["http_port"] = None
+        elif http_port is not None:
+            overrides["http_port"] = http_port
+        try:
+            asset = Asset.from_target(target, **overrides)
+            if asset.host in pins:
+                asset = Asset.model_validate({**asset.model_dump(), "address": pins[asset.host]})
+        except ValidationError as exc:
+            fail(f"target {target!r}: {format_validation_error(exc)}")
+        except ValueError as exc:
+            fail(str(exc))
+        assets.append(asset)
+    return _distinct_names(assets)
+
+
+def _distinct_names(assets: list[Asset]) -> list[Asset]:
+    """Targets on one host but different ports become distinct assets named host:port."""
+    hosts = Counter(asset.host for asset in assets)
+    named = []
+    for asset in assets:
+        if hosts[asset.host] > 1 and asset.name is None:
+            asset = asset.model_copy(update={"name": f"{asset.host}:{asset.https_port}"})
+        named.append(asset)
+    ids = Counter(asset.id for asset in named)
+    duplicates = sorted(asset_id for asset_id, count in ids.items() if count > 1)
+    if duplicates:
+        fail(f"targets repeat the same asset: {', '.join(duplicates)}")
+    return named
+
+
+@app.command("scan")
+def scan_command(
+    targets: Annotated[list[str] | None, typer.Argument(help="host, host:port or URL; several allowed.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Take assets and settings from a config.")]
+    = None,
+    checks: Annotated[str | None, typer.Option(help="Comma-separated checks to run (default: all).")] = None,
+    output_format: Annotated[str, typer.Option("--format", help="ecs (JSON lines) or cef.")] = "ecs",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write events here instead of stdout.")]
+    = None,
+    fail_on: Annotated[str | None, typer.Option(help="Exit 1 if a failing finding is at least this severe.")]
+    = None,
+    fail_on_error: Annotated[bool, typer.Option(help="Also exit 1 when a check could not run.")] = False,
+    only_failed: Annotated[bool, typer.Option(help="Write events only for failing and errored rules.")] = False,
+    resolve: Annotated[list[str] | None, typer.Option(help="HOST=ADDRESS: connect there, keep HOST for SNI.")]
+    = None,
+    http_port: Annotated[int | None, typer.Option(help="Plain-HTTP port checked for redirects (default 80).")]
+    = None,
+    no_http: Annotated[bool, typer.Option(help="Do not check plain HTTP.")] = False,
+    ca_bundle: Annotated[Path | None, typer.Option(help="PEM roots to trust instead of the system store.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds per connection (default 5).")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Targets probed at once (default 32).")] = None,
+    criticality: Annotated[Criticality, typer.Option(help="Criticality given to command-line targets.")]
+    = Criticality.MEDIUM,
+    state: Annotated[Path | None, typer.Option(help="SQLite file remembering first-seen times across runs.")]
+    = None,
+    mappings: Annotated[Path | None, typer.Option(help="Directory with rules/, ecs.yaml, cef.yaml.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
+) -> None:
+    """Scan targets once with every check and write ECS or CEF events."""
+    if output_format not in ("ecs", "cef"):
+        fail(f"--format must be ecs or cef, not {output_format!r}")
+    threshold = _severity(fail_on) if fail_on else None
+    loaded: Config | None = load_config(config) if config else None
+    assets = _assets_from_targets(targets or [], resolve or [], http_port, no_http, criticality)
+    if not assets and loaded is not None:
+        assets = list(loaded.assets)
+    if not assets:
+        fail("nothing to scan: give targets or a config with assets")
+    settings = _settings(loaded.scan if loaded else ScanSettings(), ca_bundle, timeout, concurrency)
+    only = [name.strip() for name in checks.split(",") if name.strip()] if checks else None
+    configured = build_checks(loaded.checks if loaded else {}, only)
+    catalog, normaliser = load_catalog_and_normaliser(
+        mappings or (loaded.mappings_dir if loaded else None), loaded.observer_name if loaded else None
+    )
+    overrides = loaded.overrides(catalog) if loaded else {}
+    history = StateStore(state) if state else None
+    plan = ScanPlan(assets, configured, overrides)
+    with ExitStack() as stack:
+        sink: TextIO = sys.stdout
+        if output is not None:
+            try:
+                sink = stack.enter_context(output.open("w", encoding="utf-8"))
+            except OSError as exc:
+                fail(f"cannot write {output}: {exc.strerror or exc}")
+        findings = asyncio.run(
+            _scan(plan, catalog, normaliser, settings, history, sink, output_format, only_failed, quiet)
+        )
+    if not quiet:
+        _summary(findings, assets, catalog)
+    raise typer.Exit(_exit_code(findings, threshold, fail_on_error))
+
+
+def _severity(value: str) -> Severity:
+    try:
+        return Severity(value.lower())
+    except ValueError:
+        fail(f"--fail-on must be one of {', '.join(s.value for s in Severity)}, not {value!r}")
+
+
+def _settings(base: ScanSettings, ca_bundle: Path | None, timeout: float | None, concurrency: int | None) -> ScanSettings:
+    updates: dict[str, object] = {}
+    if ca_bundle is not None:
+        updates["ca_bundle"] = ca_bundle
+    if timeout is not None:
+        updates["connect_timeout"] = timeout
+    if concurrency is not None:
+        updates["concurrency"] = concurrency
+    try:
+        return ScanSettings.model_validate({**base.model_dump(), **updates})
+    except ValidationError as exc:
+        fail(format_validation_error(exc))
+
+
+async def _scan(
+    plan: ScanPlan,
+    catalog: Catalog,
+    normaliser: Normaliser,
+    settings: ScanSettings,
+    history: StateStore | None,
+    sink: TextIO,
+    output_format: str,
+    only_failed: bool,
+    quiet: bool,
+) -> list[Finding]:
+    findings: list[Finding] = []
+    scan_id = secrets.token_hex(10)
+    ctx = ScanContext(settings)
+    show_progress = not quiet and len(plan.assets) > 1
+    progress = Progress(
+        TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"),
+        console=console_err, transient=True, disable=not show_progress,
+    )
+    with progress:
+        task = progress.add_task("", total=len(plan.assets))
+        async for report in scan(plan, catalog, ctx, scan_id=scan_id, history=history):
+            for finding in report.findings:
+                findings.append(finding)
+                if only_failed and finding.status is Status.PASS:
+                    continue
+                if output_format == "cef":
+                    sink.write(normaliser.cef(finding) + "\n")
+                else:
+                    sink.write(json.dumps(normaliser.ecs(finding), separators=(",", ":")) + "\n")
+            sink.flush()
+            progress.update(task, advance=1, description=report.asset.id)
+    return findings
+
+
+def _summary(findings: list[Finding], assets: list[Asset], catalog: Catalog) -> None:
+    failing = sorted((f for f in findings if f.status is Status.FAIL), key=lambda f: (-f.severity.rank, f.asset.id))
+    errors = [f for f in findings if f.status is Status.ERROR]
+    if failing:
+        table = Table(title="Failing findings", title_justify="left", show_lines=False)
+        for column in ("severity", "asset", "rule", "finding"):
+            table.add_column(column, overflow="fold")
+        for finding in failing:
+            style = _SEVERITY_STYLE[finding.severity]
+            table.add_row(f"[{style}]{finding.severity.value}[/{style}]", escape(str(finding.target)),
+                          escape(finding.rule_id), escape(finding.message))
+        console_err.print(table)
+    if errors:
+        table = Table(title="Could not evaluate", title_justify="left")
+        for column in ("asset", "rule", "reason"):
+            table.add_column(column, overflow="fold")
+        for finding in errors:
+            table.add_row(escape(str(finding.target)), escape(finding.rule_id), escape(finding.message))
+        console_err.print(table)
+    counts = Counter(f.severity.value for f in failing)
+    by_severity = ", ".join(f"{counts[s.value]} {s.value}" for s in reversed(Severity) if counts[s.value])
+    passed = sum(1 for f in findings if f.status is Status.PASS)
+    console_err.print(
+        f"{len(assets)} asset(s): {len(failing)} failing" + (f" ({by_severity})" if by_severity else "")
+        + f", {passed} passed, {len(errors)} could not be evaluated"
+    )
+
+
+def _exit_code(findings: list[Finding], threshold: Severity | None, fail_on_error: bool) -> int:
+    if threshold is not None and any(
+        f.status is Status.FAIL and f.severity.rank >= threshold.rank for f in findings
+    ):
+        return 1
+    if fail_on_error and any(f.status is Status.ERROR for f in findings):
+        return 1
+    return 0

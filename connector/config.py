@@ -1,0 +1,163 @@
+"""The YAML configuration of the sidecar (and optional for one-shot scans): assets, checks, schedule, sinks.
+
+Validation collects every problem with its location in the file, so ``connector validate`` can list them all.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from connector.catalog import Catalog, format_validation_error
+from connector.checks import AnyCheck, ScanSettings, available_checks
+from connector.engine import ConfiguredCheck, RuleOverride
+from connector.errors import ConfigError
+from connector.model import Asset, Criticality, Severity
+from connector.yamlio import load_yaml
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``90``, ``"90s"``, ``"15m"``, ``"24h"``, ``"7d"`` or ``"2w"``."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=float(value))
+    match = _DURATION.match(str(value))
+    if match is None:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 15m, 24h, 7d)")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class ScheduleConfig(BaseModel):
+    """How often each asset is scanned, by criticality, with jitter so scans do not bunch up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    intervals: dict[Criticality, Duration] = Field(default_factory=lambda: {
+        Criticality.CRITICAL: timedelta(days=1),
+        Criticality.HIGH: timedelta(days=3),
+        Criticality.MEDIUM: timedelta(days=7),
+        Criticality.LOW: timedelta(days=7),
+    })
+    jitter: float = Field(default=0.1, ge=0, le=0.5, description="fraction of the interval, applied +/-")
+    startup_spread: Duration = Field(default=timedelta(minutes=5), description="first scans spread over this")
+
+    @model_validator(mode="after")
+    def _all_criticalities(self) -> ScheduleConfig:
+        for level in Criticality:
+            interval = self.intervals.get(level)
+            if interval is None:
+                raise ValueError(f"intervals: no interval for criticality {level.value!r}")
+            if interval < timedelta(minutes=1):
+                raise ValueError(f"intervals.{level.value}: must be at least one minute")
+        return self
+
+
+class RuleOverrideConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    severity: Severity | None = None
+
+
+class FileSinkConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["file"]
+    name: str = "file"
+    path: Path
+    format: Literal["ecs", "cef"] = "ecs"
+
+
+SinkConfig = FileSinkConfig
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    assets: list[Asset] = Field(min_length=1)
+    scan: ScanSettings = ScanSettings()
+    checks: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                              description="per-check settings; {enabled: false} turns one off")
+    rules: dict[str, RuleOverrideConfig] = Field(default_factory=dict)
+    schedule: ScheduleConfig = ScheduleConfig()
+    sinks: list[SinkConfig] = Field(default_factory=list)
+    state_dir: Path = Path("connector-state")
+    shutdown_grace: Duration = Field(default=timedelta(seconds=10), description="on SIGTERM, wait this long")
+    mappings_dir: Path | None = None
+    observer_name: str | None = None
+
+    @model_validator(mode="after")
+    def _unique_assets(self) -> Config:
+        seen: dict[str, int] = {}
+        for index, asset in enumerate(self.assets):
+            if asset.id in seen:
+                raise ValueError(f"assets.{index}: duplicate asset id {asset.id!r} (also assets.{seen[asset.id]}); "
+                                 "give one of them a distinct name")
+            seen[asset.id] = index
+        return self
+
+    def configured_checks(self) -> list[ConfiguredCheck]:
+        return build_checks(self.checks)
+
+    def overrides(self, catalog: Catalog) -> dict[str, RuleOverride]:
+        unknown = sorted(set(self.rules) - set(catalog.rules))
+        if unknown:
+            raise ConfigError(f"rules: unknown rule ids {unknown} (see `connector rules`)")
+        return {rule_id: RuleOverride(entry.enabled, entry.severity) for rule_id, entry in self.rules.items()}
+
+
+def build_checks(settings: dict[str, dict[str, Any]], only: list[str] | None = None) -> list[ConfiguredCheck]:
+    """The enabled checks with their validated settings; ``only`` narrows to named checks (CLI --checks)."""
+    checks = available_checks()
+    unknown = sorted(set(settings) - set(checks)) + sorted(set(only or ()) - set(checks))
+    if unknown:
+        raise ConfigError(f"checks: unknown checks {unknown} (available: {sorted(checks)})")
+    configured = []
+    for name, check in checks.items():
+        entry = dict(settings.get(name) or {})
+        enabled = entry.pop("enabled", True)
+        if only is not None and name not in only:
+            continue
+        if enabled is not True and only is None:
+            continue
+        configured.append(ConfiguredCheck(check, _check_settings(check, entry)))
+    return configured
+
+
+def _check_settings(check: AnyCheck, entry: dict[str, Any]) -> BaseModel:
+    try:
+        return check.settings_model.model_validate(entry)
+    except ValidationError as exc:
+        raise ConfigError(f"checks.{check.name}: {format_validation_error(exc)}") from None
+
+
+def load_config(path: Path) -> Config:
+    document = load_yaml(path)
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: expected a mapping with at least an 'assets' list")
+    try:
+        config = Config.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {format_validation_error(exc)}") from None
+    base = path.parent
+    updates: dict[str, Any] = {}
+    if not config.state_dir.is_absolute():
+        updates["state_dir"] = base / config.state_dir
+    if config.mappings_dir is not None and not config.mappings_dir.is_absolute():
+        updates["mappings_dir"] = base / config.mappings_dir
+    if config.scan.ca_bundle is not None and not config.scan.ca_bundle.is_absolute():
+        updates["scan"] = config.scan.model_copy(update={"ca_bundle": base / config.scan.ca_bundle})
+    config = config.model_copy(update=updates)
+    config.configured_checks()  # settings errors surface at load, not at the first scan
+    return config

@@ -1,0 +1,24 @@
+"""One exception hierarchy: every error a user can see carries the context needed to act on it."""
+
+
+class ConnectorError(Exception):
+    """Base for errors the connector reports to its user as a one-line message."""
+
+
+class ConfigError(ConnectorError):
+    """A configuration, catalog or mapping file is invalid; the message names the file and the field."""
+
+
+class ProbeError(ConnectorError):
+    """A check could not observe its target (unreachable, timed out, not the expected protocol).
+
+    The engine turns it into an explicit error finding instead of a traceback or a silent gap.
+    """
+
+
+class SinkError(ConnectorError):
+    """A sink could not deliver; ``permanent`` says whether retrying the same events can ever succeed."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent

@@ -1,0 +1,70 @@
+"""Findings to SIEM events (ECS documents, CEF lines), driven by the mapping files in ``mappings/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from connector.catalog import Catalog, format_validation_error
+from connector.errors import ConfigError
+from connector.model import Finding
+from connector.normalise.cef import CefEncoder
+from connector.normalise.context import ContextBuilder, Runtime, Scoring
+from connector.normalise.ecs import EcsEncoder
+from connector.resources import mappings_dir
+from connector.yamlio import load_yaml
+
+__all__ = ["Normaliser", "Runtime"]
+
+
+class _ScoringFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    severity_base: dict[str, float]
+    criticality_weight: dict[str, float]
+
+
+def _mapping_file(path: Path) -> dict[str, Any]:
+    document = load_yaml(path)
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return document
+
+
+class Normaliser:
+    def __init__(self, catalog: Catalog, ecs: EcsEncoder, cef: CefEncoder, scoring: Scoring, runtime: Runtime) -> None:
+        self.catalog = catalog
+        self.ecs_encoder = ecs
+        self.cef_encoder = cef
+        self.contexts = ContextBuilder(catalog, scoring, runtime)
+        ecs.check_rule_categories({rule.category for rule in catalog}, "mappings/ecs.yaml")
+
+    @classmethod
+    def load(cls, catalog: Catalog, directory: Path | None = None, runtime: Runtime | None = None) -> Normaliser:
+        root = directory or mappings_dir()
+        scoring_path = root / "scoring.yaml"
+        try:
+            scoring = _ScoringFile.model_validate(_mapping_file(scoring_path))
+        except ValidationError as exc:
+            raise ConfigError(f"{scoring_path}: {format_validation_error(exc)}") from None
+        ecs_path, cef_path = root / "ecs.yaml", root / "cef.yaml"
+        return cls(
+            catalog,
+            EcsEncoder(_mapping_file(ecs_path), str(ecs_path), directory),
+            CefEncoder(_mapping_file(cef_path), str(cef_path)),
+            Scoring(scoring.severity_base, scoring.criticality_weight),
+            runtime or Runtime(),
+        )
+
+    def ecs(self, finding: Finding) -> dict[str, Any]:
+        return self.ecs_encoder.encode(self.contexts.build(finding))
+
+    def cef(self, finding: Finding) -> str:
+        return self.cef_encoder.encode(self.contexts.build(finding))
+
+    def both(self, finding: Finding) -> tuple[dict[str, Any], str]:
+        """One context build for both encodings (the spool stores both)."""
+        context = self.contexts.build(finding)
+        return self.ecs_encoder.encode(context), self.cef_encoder.encode(context)

@@ -1,0 +1,1 @@
+"""Parsers for header and record grammars (HSTS, CSP, SPF, ...), shared by checks."""

@@ -1,0 +1,36 @@
+"""Where to connect: a name (for SNI, Host and certificate matching) and, optionally, a pinned address."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+
+from connector.errors import ProbeError
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    address: str | None = None  # connect here instead of resolving ``host`` (like curl --resolve)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    async def resolve(self, timeout: float) -> tuple[str, int]:
+        if self.address:
+            return (self.address, self.port)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        except TimeoutError as exc:
+            raise ProbeError(f"{self}: name resolution timed out after {timeout:g}s") from exc
+        except socket.gaierror as exc:
+            raise ProbeError(f"{self}: cannot resolve host name: {exc.strerror}") from exc
+        if not infos:
+            raise ProbeError(f"{self}: host name has no addresses")
+        address = infos[0][4]
+        return (str(address[0]), int(address[1]))

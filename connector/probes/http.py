@@ -1,0 +1,141 @@
+"""HTTP fetching for checks: one request at a time, no automatic redirects, optional address pinning.
+
+Checks judge redirects hop by hop, so redirects are never followed here. Pinning connects to a configured address
+while keeping the real name for Host, SNI and certificate verification (like ``curl --resolve``).
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from connector.errors import ProbeError
+
+MAX_BODY = 2 * 1024 * 1024  # pages larger than this are judged on their first 2 MiB
+
+
+@dataclass(frozen=True)
+class Fetched:
+    url: str
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    http_version: str
+    certificate_verified: bool | None  # None for plain HTTP
+
+    def header_values(self, name: str) -> list[str]:
+        return self.headers.get_list(name)
+
+    @property
+    def location(self) -> str | None:
+        return self.headers.get("location")
+
+    @property
+    def is_redirect(self) -> bool:
+        return self.status in (301, 302, 303, 307, 308) and bool(self.location)
+
+
+class TlsVerificationError(ProbeError):
+    """The server's certificate failed verification; the unverified response may still be inspected."""
+
+
+class TlsHandshakeError(ProbeError):
+    """Something listens and speaks TLS, but a standard client cannot complete a handshake with it."""
+
+
+class HttpFetcher:
+    def __init__(self, timeout: float, ca_bundle: Path | None, user_agent: str) -> None:
+        self._timeout = timeout
+        self._ca_bundle = ca_bundle
+        self._user_agent = user_agent
+        self._clients: dict[bool, httpx.AsyncClient] = {}
+
+    def client(self, verify: bool) -> httpx.AsyncClient:
+        if verify not in self._clients:
+            if verify:
+                context = ssl.create_default_context(cafile=str(self._ca_bundle) if self._ca_bundle else None)
+            else:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            self._clients[verify] = httpx.AsyncClient(
+                verify=context,
+                timeout=httpx.Timeout(self._timeout),
+                follow_redirects=False,
+                headers={"User-Agent": self._user_agent},
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            )
+        return self._clients[verify]
+
+    async def get(self, url: str, *, address: str | None = None, verify: bool = True) -> Fetched:
+        """GET ``url``; raises TlsVerificationError for a bad certificate, ProbeError for anything else."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        request_url, headers, extensions = url, {}, {}
+        if address:
+            netloc = f"[{address}]" if ":" in address else address
+            if parts.port:
+                netloc += f":{parts.port}"
+            request_url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+            headers["Host"] = parts.netloc.rsplit("@", 1)[-1]
+            extensions["sni_hostname"] = host
+        client = self.client(verify)
+        try:
+            request = client.build_request("GET", request_url, headers=headers, extensions=extensions)
+            response = await client.send(request, stream=True)
+            try:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body.extend(chunk)
+                    if len(body) >= MAX_BODY:
+                        break
+            finally:
+                await response.aclose()
+        except httpx.ConnectError as exc:
+            if _is_certificate_error(exc):
+                raise TlsVerificationError(f"{url}: certificate verification failed: {_reason(exc)}") from exc
+            if _caused_by(exc, ssl.SSLError):
+                raise TlsHandshakeError(f"{url}: TLS handshake failed: {_reason(exc)}") from exc
+            raise ProbeError(f"{url}: cannot connect: {_reason(exc)}") from exc
+        except httpx.TimeoutException as exc:
+            raise ProbeError(f"{url}: no response within {self._timeout:g}s") from exc
+        except (httpx.HTTPError, ssl.SSLError) as exc:
+            raise ProbeError(f"{url}: {type(exc).__name__}: {_reason(exc)}") from exc
+        return Fetched(
+            url=url,
+            status=response.status_code,
+            headers=response.headers,
+            body=bytes(body[:MAX_BODY]),
+            http_version=response.http_version,
+            certificate_verified=verify if parts.scheme == "https" else None,
+        )
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, kind):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _is_certificate_error(exc: BaseException) -> bool:
+    return _caused_by(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if text:
+        return text.splitlines()[0]
+    cause = exc.__cause__ or exc.__context__
+    return _reason(cause) if cause is not None else type(exc).__name__

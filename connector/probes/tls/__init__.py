@@ -1,0 +1,1 @@
+"""Raw TLS probing: ClientHello construction, ServerHello parsing, per-endpoint memoised prober."""

@@ -1,0 +1,69 @@
+"""What the connector remembers between runs: when each finding was first seen, and when each asset was scanned."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+from connector.errors import ConfigError
+from connector.model import Status
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS findings (
+    fingerprint TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS schedule (
+    asset_id TEXT PRIMARY KEY,
+    last_slot TEXT NOT NULL,
+    completed INTEGER NOT NULL
+);
+"""
+
+
+class StateStore:
+    """SQLite in WAL mode; one writer (the connector), safe to read while it runs."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"state store {path}: {exc}") from None
+        self.path = path
+
+    def first_seen(self, fingerprint: str, status: Status, seen_at: datetime) -> datetime:
+        """A finding keeps its first_seen while its status stays the same; a status change starts a new episode."""
+        row = self._db.execute("SELECT status, first_seen FROM findings WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        stamp = seen_at.isoformat()
+        if row is not None and row[0] == status.value:
+            self._db.execute("UPDATE findings SET last_seen = ? WHERE fingerprint = ?", (stamp, fingerprint))
+            return datetime.fromisoformat(row[1])
+        self._db.execute(
+            "INSERT INTO findings (fingerprint, status, first_seen, last_seen) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(fingerprint) DO UPDATE SET status = excluded.status, first_seen = excluded.first_seen, "
+            "last_seen = excluded.last_seen",
+            (fingerprint, status.value, stamp, stamp),
+        )
+        return seen_at
+
+    def slot(self, asset_id: str) -> tuple[datetime, bool] | None:
+        """The asset's last scheduled slot and whether its scan completed."""
+        row = self._db.execute("SELECT last_slot, completed FROM schedule WHERE asset_id = ?", (asset_id,)).fetchone()
+        return None if row is None else (datetime.fromisoformat(row[0]), bool(row[1]))
+
+    def record_slot(self, asset_id: str, slot: datetime, completed: bool) -> None:
+        self._db.execute(
+            "INSERT INTO schedule (asset_id, last_slot, completed) VALUES (?, ?, ?) "
+            "ON CONFLICT(asset_id) DO UPDATE SET last_slot = excluded.last_slot, completed = excluded.completed",
+            (asset_id, slot.isoformat(), int(completed)),
+        )
+
+    def close(self) -> None:
+        self._db.close()
