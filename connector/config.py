@@ -159,5 +159,8 @@ def load_config(path: Path) -> Config:
     if config.scan.ca_bundle is not None and not config.scan.ca_bundle.is_absolute():
         updates["scan"] = config.scan.model_copy(update={"ca_bundle": base / config.scan.ca_bundle})
     config = config.model_copy(update=updates)
-    config.configured_checks()  # settings errors surface at load, not at the first scan
+    try:
+        config.configured_checks()  # settings errors surface at load, not at the first scan
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return config

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -69,7 +69,7 @@ async def scan(
     *,
     scan_id: str | Callable[[Asset], str],
     history: FindingHistory | None = None,
-) -> AsyncIterator[AssetReport]:
+) -> AsyncGenerator[AssetReport, None]:
     """Yield one report per asset as it finishes; at most ``ctx.settings.concurrency`` assets run at once."""
     queue: asyncio.Queue[AssetReport | None] = asyncio.Queue(maxsize=max(16, ctx.settings.concurrency))
     assets = iter(plan.assets)
@@ -147,7 +147,8 @@ class _FindingBuilder:
     def findings(
         self, check: str, target: Target, results: Iterable[RuleResult], observed: dict[str, Any], scan_id: str
     ) -> Iterable[Finding]:
-        for result in results:
+        for produced in results:
+            result = produced
             rule = self.catalog.rules.get(result.rule_id)
             if rule is None or (rule.check != check and result.rule_id != SCAN_ERROR_RULE):
                 log.error("check %s produced rule %s, which the catalog does not give it", check, result.rule_id)

@@ -12,8 +12,13 @@ class ConfigError(ConnectorError):
 class ProbeError(ConnectorError):
     """A check could not observe its target (unreachable, timed out, not the expected protocol).
 
-    The engine turns it into an explicit error finding instead of a traceback or a silent gap.
+    The engine turns it into an explicit error finding instead of a traceback or a silent gap. ``kind`` lets a
+    check tell "nothing listens here" (itself a finding for some rules) from "the host cannot be reached".
     """
+
+    def __init__(self, message: str, *, kind: str = "unreachable") -> None:
+        super().__init__(message)
+        self.kind = kind  # dns | refused | timeout | tls | protocol | unreachable
 
 
 class SinkError(ConnectorError):

@@ -63,7 +63,8 @@ class Sidecar:
         return due, upcoming
 
     async def run(self, stop: asyncio.Event, once: bool = False) -> None:
-        log.info("sidecar started", extra={"assets": len(self.config.assets), "checks": [c.check.name for c in self.checks]})
+        log.info("sidecar started",
+                 extra={"assets": len(self.config.assets), "checks": [c.check.name for c in self.checks]})
         while not stop.is_set():
             now = self.clock()
             if once:
@@ -75,7 +76,9 @@ class Sidecar:
                 await self._scan(due, stop)
             if once:
                 break
-            wait = MAX_SLEEP if upcoming is None else min(MAX_SLEEP, max(0.5, (upcoming - self.clock()).total_seconds()))
+            wait = MAX_SLEEP
+            if upcoming is not None:
+                wait = min(MAX_SLEEP, max(0.5, (upcoming - self.clock()).total_seconds()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=wait)
         log.info("sidecar stopped", extra={"scans_completed": self.scans_completed})

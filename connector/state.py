@@ -40,7 +40,9 @@ class StateStore:
 
     def first_seen(self, fingerprint: str, status: Status, seen_at: datetime) -> datetime:
         """A finding keeps its first_seen while its status stays the same; a status change starts a new episode."""
-        row = self._db.execute("SELECT status, first_seen FROM findings WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        row = self._db.execute(
+            "SELECT status, first_seen FROM findings WHERE fingerprint = ?", (fingerprint,)
+        ).fetchone()
         stamp = seen_at.isoformat()
         if row is not None and row[0] == status.value:
             self._db.execute("UPDATE findings SET last_seen = ? WHERE fingerprint = ?", (stamp, fingerprint))

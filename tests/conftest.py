@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,14 +10,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from connector.catalog import Catalog, load_catalog  # noqa: E402
-from connector.checks import ScanContext, ScanSettings  # noqa: E402
-from connector.config import build_checks  # noqa: E402
-from connector.engine import ScanPlan, scan  # noqa: E402
-from connector.model import Asset, Finding, Status  # noqa: E402
-from support.pki import Authority  # noqa: E402
-
-warnings.filterwarnings("ignore", category=DeprecationWarning, message="ssl.TLSVersion.TLSv1")
+from connector.catalog import Catalog, load_catalog
+from connector.checks import ScanContext, ScanSettings
+from connector.config import build_checks
+from connector.engine import ScanPlan, scan
+from connector.model import Asset, Finding, Status
+from support.pki import Authority
 
 
 @dataclass
@@ -54,7 +51,8 @@ def run_scan(
     **settings: object,
 ) -> list[Finding]:
     """Scan through the public engine API, exactly as the CLI and sidecar do."""
-    scan_settings = ScanSettings(ca_bundle=ca_bundle, connect_timeout=2.0, check_timeout=20.0, **settings)
+    scan_settings = ScanSettings.model_validate(
+        {"ca_bundle": ca_bundle, "connect_timeout": 2.0, "check_timeout": 20.0, **settings})
     plan = ScanPlan(list(assets), build_checks(check_settings or {}, list(checks)))
 
     async def collect() -> list[Finding]:

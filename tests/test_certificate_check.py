@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from conftest import Pki, errors, failing, result, run_scan
 from connector.model import Severity, Status
-from support.pki import self_signed
+from support.pki import Authority, self_signed
 from support.sites import site
 from support.web import Reply, WebServer, tls_context
 
@@ -23,7 +23,7 @@ def test_hardened_host_yields_no_failing_finding(pki: Pki, catalog) -> None:
     assert errors(findings) == []
     evaluated = {finding.rule_id for finding in findings}
     assert {"cert.expired", "cert.untrusted", "tls.protocol.sslv3", "tls.cipher.cbc", "hsts.missing",
-            "http.no_redirect", "hsts.preload_not_ready"} <= evaluated
+            "http.no_redirect", "hsts.preload_ineligible"} <= evaluated
 
 
 def test_expired_certificate_yields_one_critical_finding_with_not_after(pki: Pki, catalog) -> None:
@@ -64,8 +64,6 @@ def test_expiry_windows_are_configurable(pki: Pki, catalog) -> None:
 
 
 def test_chain_from_an_unknown_root_is_untrusted(pki: Pki, catalog) -> None:
-    from support.pki import Authority
-
     rogue_intermediate = Authority("Rogue Intermediate", pki.stranger)
     with site("rogue.test", rogue_intermediate.issue(["rogue.test"])) as rogue:
         findings = run_scan([rogue.asset], catalog, ca_bundle=pki.bundle)

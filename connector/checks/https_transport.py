@@ -6,7 +6,7 @@ redirect can be judged. HSTS is read only from HTTPS responses with a valid cert
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urljoin, urlsplit
 
@@ -36,20 +36,33 @@ class Hop:
 
 
 @dataclass(frozen=True)
-class TransportObservation:
-    http_url: str | None  # None: the asset declares no plain-HTTP port
-    http_listening: bool | None = None
-    http_error: str | None = None
+class RedirectView:
+    """What following ``http://host/`` hop by hop showed."""
+
+    http_url: str
+    listening: bool
+    error: str | None = None
     hops: tuple[Hop, ...] = ()
     reached_https: str | None = None  # the first https:// URL the redirects led to
-    https_url: str = ""
-    https_error: str | None = None
-    https_unusable: str | None = None  # TLS answers, but a standard client cannot complete a handshake
-    https_status: int | None = None
+    hsts_over_http: bool = False
+
+
+@dataclass(frozen=True)
+class HttpsView:
+    """What ``GET https://host/`` showed, as a browser would judge it."""
+
+    url: str
+    error: str | None = None  # nothing usable answers HTTPS
+    unusable: str | None = None  # something answers, but a standard client cannot complete a request
+    status: int | None = None
     certificate_valid: bool | None = None
     hsts_values: tuple[str, ...] = ()
-    hsts_over_http: bool = False
-    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TransportObservation:
+    https: HttpsView
+    redirects: RedirectView | None  # None: the asset declares no plain-HTTP port
 
 
 def host_port(host: str, port: int, default: int) -> str:
@@ -67,58 +80,61 @@ class HttpsTransportCheck(Check[TransportObservation, TransportSettings]):
 
     async def observe(self, target: Target, ctx: ScanContext) -> TransportObservation:
         asset = target.asset
-        https_url = f"https://{host_port(asset.host, asset.https_port, 443)}/"
-        https = await _fetch_https(ctx, https_url, asset.address)
-        if asset.http_port is None:
-            return TransportObservation(None, https_url=https_url, **https)
-        http_url = f"http://{host_port(asset.host, asset.http_port, 80)}/"
-        hops: list[Hop] = []
-        hsts_over_http = False
-        url = http_url
-        try:
-            for _ in range(MAX_HOPS):
-                address = asset.address if urlsplit(url).hostname == asset.host else None
-                response = await ctx.http.get(url, address=address)
-                hsts_over_http |= bool(response.header_values("strict-transport-security"))
-                if not response.is_redirect:
-                    hops.append(Hop(url, response.status, None))
-                    break
-                location = urljoin(url, response.location or "")
-                hops.append(Hop(url, response.status, location))
-                if location.startswith("https://"):
-                    return TransportObservation(http_url, True, None, tuple(hops), location, https_url=https_url,
-                                                hsts_over_http=hsts_over_http, **https)
-                if any(hop.url == location for hop in hops):
-                    break
-                url = location
-        except ProbeError as exc:
-            if not hops and "cannot connect" in str(exc):
-                return TransportObservation(http_url, False, None, https_url=https_url, **https)
-            return TransportObservation(http_url, bool(hops), str(exc), tuple(hops), https_url=https_url,
-                                        hsts_over_http=hsts_over_http, **https)
-        return TransportObservation(http_url, True, None, tuple(hops), None, https_url=https_url,
-                                    hsts_over_http=hsts_over_http, **https)
+        https = await _probe_https(ctx, f"https://{host_port(asset.host, asset.https_port, 443)}/", asset.address)
+        redirects = None
+        if asset.http_port is not None:
+            redirects = await _probe_redirects(ctx, asset, f"http://{host_port(asset.host, asset.http_port, 80)}/")
+        return TransportObservation(https, redirects)
 
     def judge(
         self, target: Target, observation: TransportObservation, settings: TransportSettings, now: datetime
     ) -> CheckOutcome:
-        results = _redirect_results(target.asset.host, observation)
+        redirects = observation.redirects
+        results = _redirect_results(target.asset.host, redirects) if redirects else []
         results.extend(_hsts_results(target.asset.host, observation, settings))
         observed = {
             "http_transport": {
-                "http_url": observation.http_url,
+                "http_url": redirects.http_url if redirects else None,
                 "redirects": [{"url": hop.url, "status": hop.status, "location": hop.location}
-                              for hop in observation.hops],
-                "https_url": observation.https_url,
-                "https_status": observation.https_status,
-                "hsts": list(observation.hsts_values),
+                              for hop in (redirects.hops if redirects else ())],
+                "https_url": observation.https.url,
+                "https_status": observation.https.status,
+                "hsts": list(observation.https.hsts_values),
             },
-            "url": _url_fields(observation.https_url),
+            "url": _url_fields(observation.https.url),
         }
         return CheckOutcome(results, observed)
 
 
-async def _fetch_https(ctx: ScanContext, url: str, address: str | None) -> dict[str, object]:
+async def _probe_redirects(ctx: ScanContext, asset: Asset, http_url: str) -> RedirectView:
+    hops: list[Hop] = []
+    hsts_over_http = False
+    url = http_url
+    try:
+        for _ in range(MAX_HOPS):
+            address = asset.address if urlsplit(url).hostname == asset.host else None
+            response = await ctx.http.get(url, address=address)
+            hsts_over_http |= bool(response.header_values("strict-transport-security"))
+            if not response.is_redirect:
+                hops.append(Hop(url, response.status, None))
+                break
+            location = urljoin(url, response.location or "")
+            hops.append(Hop(url, response.status, location))
+            if location.startswith("https://"):
+                return RedirectView(http_url, True, None, tuple(hops), location, hsts_over_http)
+            if any(hop.url == location for hop in hops):
+                break  # a loop: reported as never reaching HTTPS
+            url = location
+    except ProbeError as exc:
+        if exc.kind == "dns" and not hops:
+            raise  # the host cannot be reached at all: one scan.error, not a redirect verdict
+        if not hops and exc.kind == "refused":
+            return RedirectView(http_url, False)
+        return RedirectView(http_url, bool(hops), str(exc), tuple(hops), None, hsts_over_http)
+    return RedirectView(http_url, True, None, tuple(hops), None, hsts_over_http)
+
+
+async def _probe_https(ctx: ScanContext, url: str, address: str | None) -> HttpsView:
     try:
         response: Fetched = await ctx.http.get(url, address=address)
         valid = True
@@ -126,17 +142,18 @@ async def _fetch_https(ctx: ScanContext, url: str, address: str | None) -> dict[
         try:
             response = await ctx.http.get(url, address=address, verify=False)
         except ProbeError as exc:
-            return {"https_error": str(exc)}
+            return HttpsView(url, error=str(exc))
         valid = False
     except TlsHandshakeError as exc:
-        return {"https_unusable": str(exc)}
+        return HttpsView(url, unusable=str(exc))
     except ProbeError as exc:
-        return {"https_error": str(exc)}
-    return {
-        "https_status": response.status,
-        "certificate_valid": valid,
-        "hsts_values": tuple(response.header_values("strict-transport-security")),
-    }
+        if exc.kind == "dns":
+            raise
+        if exc.kind == "timeout":
+            return HttpsView(url, unusable=str(exc))
+        return HttpsView(url, error=str(exc))
+    hsts = tuple(response.header_values("strict-transport-security"))
+    return HttpsView(url, status=response.status, certificate_valid=valid, hsts_values=hsts)
 
 
 def _url_fields(url: str) -> dict[str, object]:
@@ -147,16 +164,14 @@ def _url_fields(url: str) -> dict[str, object]:
     return fields
 
 
-def _redirect_results(host: str, observation: TransportObservation) -> list[RuleResult]:
-    if observation.http_url is None:
-        return []
+def _redirect_results(host: str, observation: RedirectView) -> list[RuleResult]:
     hops = observation.hops
     evidence = {"http_url": observation.http_url,
                 "redirects": [f"{hop.status} {hop.url} -> {hop.location}" for hop in hops if hop.location]}
-    if observation.http_listening is False:
+    if not observation.listening:
         return [RuleResult("http.no_redirect", Status.PASS, "no plain-HTTP listener", evidence)]
-    if observation.http_error and not observation.reached_https:
-        return [RuleResult("http.no_redirect", Status.ERROR, observation.http_error, evidence)]
+    if observation.error and not observation.reached_https:
+        return [RuleResult("http.no_redirect", Status.ERROR, observation.error, evidence)]
     if not observation.reached_https:
         last = hops[-1] if hops else None
         if last is not None and last.location is None and len(hops) == 1:
@@ -191,27 +206,27 @@ def _redirect_results(host: str, observation: TransportObservation) -> list[Rule
 
 
 def _hsts_results(host: str, observation: TransportObservation, settings: TransportSettings) -> list[RuleResult]:
-    if observation.https_error is not None:
-        return [RuleResult("https.missing", Status.FAIL, f"HTTPS is not available: {observation.https_error}",
-                           {"https_url": observation.https_url})]
-    if observation.https_unusable is not None:
+    https = observation.https
+    if https.error is not None:
+        return [RuleResult("https.missing", Status.FAIL, f"HTTPS is not available: {https.error}",
+                           {"https_url": https.url})]
+    if https.unusable is not None:
         return [RuleResult("https.missing", Status.ERROR,
-                           f"HTTPS answers but a standard client cannot use it (see TLS findings): "
-                           f"{observation.https_unusable}", {"https_url": observation.https_url})]
-    results = [RuleResult("https.missing", Status.PASS, f"{observation.https_url} answers over HTTPS",
-                          {"https_url": observation.https_url, "status": observation.https_status})]
-    evidence: dict[str, object] = {"headers": list(observation.hsts_values),
-                                   "sent_over_plain_http": observation.hsts_over_http}
-    if not observation.certificate_valid:
+                           f"HTTPS could not be used by a standard client: {https.unusable}", {"https_url": https.url})]
+    results = [RuleResult("https.missing", Status.PASS, f"{https.url} answers over HTTPS",
+                          {"https_url": https.url, "status": https.status})]
+    over_http = bool(observation.redirects and observation.redirects.hsts_over_http)
+    evidence: dict[str, object] = {"headers": list(https.hsts_values), "sent_over_plain_http": over_http}
+    if not https.certificate_valid:
         results.append(RuleResult("hsts.missing", Status.ERROR,
                                   "HSTS not evaluated: browsers ignore it from a host whose certificate is invalid",
                                   evidence))
         return results
     try:
-        hsts = parse_hsts(list(observation.hsts_values))
+        hsts = parse_hsts(list(https.hsts_values))
     except HstsError as exc:
         message = f"no valid HSTS policy: {exc}"
-        if observation.hsts_over_http and not observation.hsts_values:
+        if over_http and not https.hsts_values:
             message += " (a header sent over plain HTTP is ignored by browsers)"
         results.append(RuleResult("hsts.missing", Status.FAIL, message, evidence))
         return results
@@ -235,23 +250,28 @@ def _hsts_results(host: str, observation: TransportObservation, settings: Transp
 
 
 def _preload(host: str, observation: TransportObservation, hsts: Hsts, evidence: dict[str, object]) -> RuleResult:
-    """hstspreload.org's submission requirements that can be seen from outside."""
+    """hstspreload.org's submission requirements that can be seen from outside, judged when preload is asked for."""
     unmet = []
     if hsts.max_age < ONE_YEAR:
         unmet.append(f"max-age must be at least {ONE_YEAR}")
     if not hsts.include_subdomains:
         unmet.append("includeSubDomains is required")
-    if not hsts.preload:
-        unmet.append("the preload directive is missing")
-    if observation.http_listening:
-        first = observation.hops[0] if observation.hops else None
+    redirects = observation.redirects
+    if redirects is not None and redirects.listening:
+        first = redirects.hops[0] if redirects.hops else None
         if not first or not first.location or urlsplit(first.location).hostname != host \
                 or not first.location.startswith("https://"):
             unmet.append("plain HTTP must redirect to HTTPS on the same host first")
+    evidence = {**evidence, "eligible": not unmet, "unmet": unmet}
+    if not hsts.preload:
+        eligibility = "it would be eligible" if not unmet else "it would not be eligible: " + "; ".join(unmet)
+        return RuleResult("hsts.preload_ineligible", Status.PASS, f"preloading is not requested ({eligibility})",
+                          evidence)
     if unmet:
-        return RuleResult("hsts.preload_not_ready", Status.FAIL, "not preload-ready: " + "; ".join(unmet),
-                          {**evidence, "unmet": unmet})
-    return RuleResult("hsts.preload_not_ready", Status.PASS, "meets the HSTS preload requirements", evidence)
+        return RuleResult("hsts.preload_ineligible", Status.FAIL,
+                          "the preload directive is set, but the preload list will refuse or drop the domain: "
+                          + "; ".join(unmet), evidence)
+    return RuleResult("hsts.preload_ineligible", Status.PASS, "meets the HSTS preload requirements", evidence)
 
 
 CHECK = HttpsTransportCheck()

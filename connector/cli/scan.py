@@ -67,8 +67,9 @@ def _distinct_names(assets: list[Asset]) -> list[Asset]:
     named = []
     for asset in assets:
         if hosts[asset.host] > 1 and asset.name is None:
-            asset = asset.model_copy(update={"name": f"{asset.host}:{asset.https_port}"})
-        named.append(asset)
+            named.append(asset.model_copy(update={"name": f"{asset.host}:{asset.https_port}"}))
+        else:
+            named.append(asset)
     ids = Counter(asset.id for asset in named)
     duplicates = sorted(asset_id for asset_id, count in ids.items() if count > 1)
     if duplicates:
@@ -145,7 +146,9 @@ def _severity(value: str) -> Severity:
         fail(f"--fail-on must be one of {', '.join(s.value for s in Severity)}, not {value!r}")
 
 
-def _settings(base: ScanSettings, ca_bundle: Path | None, timeout: float | None, concurrency: int | None) -> ScanSettings:
+def _settings(
+    base: ScanSettings, ca_bundle: Path | None, timeout: float | None, concurrency: int | None
+) -> ScanSettings:
     updates: dict[str, object] = {}
     if ca_bundle is not None:
         updates["ca_bundle"] = ca_bundle
@@ -175,8 +178,8 @@ async def _scan(
     ctx = ScanContext(settings)
     show_progress = not quiet and len(plan.assets) > 1
     progress = Progress(
-        TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"),
-        console=console_err, transient=True, disable=not show_progress,
+        TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}"), console=console_err, transient=True, disable=not show_progress,
     )
     with progress:
         task = progress.add_task("", total=len(plan.assets))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connector.errors import ConfigError
-from connector.normalise.fieldmap import Getter, TRANSFORMS, compile_source, is_empty
+from connector.normalise.fieldmap import TRANSFORMS, Getter, compile_source, is_empty
 
 _HEADER_KEYS = ("vendor", "product", "version", "signature_id", "name", "severity")
 _KEY = re.compile(r"^[A-Za-z0-9]+$")
@@ -44,12 +44,13 @@ class CefEncoder:
             raise ConfigError(f"{where}: header needs {missing}")
         self.header = [compile_source(header[key], lookups, f"{where}: header.{key}") for key in _HEADER_KEYS]
         self.extension: list[_ExtensionField] = []
-        for key, entry in (spec.get("extension") or {}).items():
+        for key, raw in (spec.get("extension") or {}).items():
             if not _KEY.match(str(key)):
                 raise ConfigError(f"{where}: extension key {key!r} must be alphanumeric")
             label = max_length = None
-            if isinstance(entry, dict):
-                entry = dict(entry)
+            entry = raw
+            if isinstance(raw, dict):
+                entry = dict(raw)
                 label = entry.pop("label", None)
                 max_length = entry.pop("max", None)
             if label is not None and not _LABELLED.match(str(key)):
@@ -77,6 +78,7 @@ class CefEncoder:
                 parts.append(f"{field.key}Label={escape_extension(field.label)}")
             parts.append(f"{field.key}={escape_extension(text)}")
         head = "|".join(
-            escape_header("" if item is None else item) for item in (vendor, product, version, signature, name, severity)
+            escape_header("" if item is None else item)
+            for item in (vendor, product, version, signature, name, severity)
         )
         return f"CEF:0|{head}|{' '.join(parts)}"

@@ -19,18 +19,19 @@ class Endpoint:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
-    async def resolve(self, timeout: float) -> tuple[str, int]:
+    async def resolve(self, within: float) -> tuple[str, int]:
         if self.address:
             return (self.address, self.port)
         loop = asyncio.get_running_loop()
+        timeout = within
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within):
                 infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
         except TimeoutError as exc:
-            raise ProbeError(f"{self}: name resolution timed out after {timeout:g}s") from exc
+            raise ProbeError(f"{self}: name resolution timed out after {timeout:g}s", kind="dns") from exc
         except socket.gaierror as exc:
-            raise ProbeError(f"{self}: cannot resolve host name: {exc.strerror}") from exc
+            raise ProbeError(f"{self}: cannot resolve host name: {exc.strerror}", kind="dns") from exc
         if not infos:
-            raise ProbeError(f"{self}: host name has no addresses")
+            raise ProbeError(f"{self}: host name has no addresses", kind="dns")
         address = infos[0][4]
         return (str(address[0]), int(address[1]))

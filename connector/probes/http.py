@@ -6,6 +6,7 @@ while keeping the real name for Host, SNI and certificate verification (like ``c
 
 from __future__ import annotations
 
+import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,8 @@ class Fetched:
 
     @property
     def location(self) -> str | None:
-        return self.headers.get("location")
+        value: str | None = self.headers.get("location")
+        return value
 
     @property
     def is_redirect(self) -> bool:
@@ -99,12 +101,15 @@ class HttpFetcher:
             if _is_certificate_error(exc):
                 raise TlsVerificationError(f"{url}: certificate verification failed: {_reason(exc)}") from exc
             if _caused_by(exc, ssl.SSLError):
-                raise TlsHandshakeError(f"{url}: TLS handshake failed: {_reason(exc)}") from exc
-            raise ProbeError(f"{url}: cannot connect: {_reason(exc)}") from exc
+                raise TlsHandshakeError(f"{url}: TLS handshake failed: {_reason(exc)}", kind="tls") from exc
+            if _caused_by(exc, socket.gaierror) or "Name or service not known" in str(exc):
+                raise ProbeError(f"{url}: cannot resolve host name: {_reason(exc)}", kind="dns") from exc
+            kind = "refused" if _caused_by(exc, ConnectionRefusedError) or "refused" in str(exc) else "unreachable"
+            raise ProbeError(f"{url}: cannot connect: {_reason(exc)}", kind=kind) from exc
         except httpx.TimeoutException as exc:
-            raise ProbeError(f"{url}: no response within {self._timeout:g}s") from exc
+            raise ProbeError(f"{url}: no response within {self._timeout:g}s", kind="timeout") from exc
         except (httpx.HTTPError, ssl.SSLError) as exc:
-            raise ProbeError(f"{url}: {type(exc).__name__}: {_reason(exc)}") from exc
+            raise ProbeError(f"{url}: {type(exc).__name__}: {_reason(exc)}", kind="protocol") from exc
         return Fetched(
             url=url,
             status=response.status_code,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
@@ -34,7 +35,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         route = self.server.routes.get(path, self.server.default)
         reply = route(self) if callable(route) else route
@@ -112,15 +113,24 @@ def tls_context(
     maximum: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3,
     ciphers: str = MODERN_CIPHERS,
     legacy: bool = False,
+    options: int = 0,
+    dh: bool = False,
 ) -> ssl.SSLContext:
-    """A server context; ``legacy`` drops OpenSSL's security level so weak keys, SHA-1 and TLS 1.0 load."""
+    """A server context; ``legacy`` drops OpenSSL's security level so weak keys, SHA-1 and TLS 1.0 load;
+    ``dh`` loads finite-field DH parameters, without which OpenSSL offers no DHE or anonymous-DH suite."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = minimum
     context.maximum_version = maximum
+    context.options |= options
     context.set_ciphers(f"{ciphers}:@SECLEVEL=0" if legacy else ciphers)
     with tempfile.TemporaryDirectory() as scratch:
         cert, key = issued.write(Path(scratch), "server")
         context.load_cert_chain(cert, key)
+        if dh:
+            params = Path(scratch) / "dh.pem"
+            subprocess.run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048",
+                            "-out", str(params)], check=True, capture_output=True)
+            context.load_dh_params(str(params))
     return context
 
 

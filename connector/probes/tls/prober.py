@@ -8,6 +8,7 @@ are memoised per prober, so the certificate and protocol checks share connection
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import select
 import socket
 import time
@@ -125,18 +126,18 @@ class TlsProber:
                 async with asyncio.timeout(self.timeout):
                     reader, writer = await asyncio.open_connection(*address)
             except TimeoutError as exc:
-                raise ProbeError(f"{self.endpoint}: TCP connect timed out after {self.timeout:g}s") from exc
+                raise ProbeError(f"{self.endpoint}: TCP connect timed out after {self.timeout:g}s",
+                                 kind="timeout") from exc
             except OSError as exc:
-                raise ProbeError(f"{self.endpoint}: cannot connect: {exc.strerror or exc}") from exc
+                kind = "refused" if isinstance(exc, ConnectionRefusedError) else "unreachable"
+                raise ProbeError(f"{self.endpoint}: cannot connect: {exc.strerror or exc}", kind=kind) from exc
             try:
                 writer.write(wire.client_hello(version, suites, wire.sni_name(self.endpoint.host)))
                 return await self._read_answer(version, suites, reader)
             finally:
                 writer.close()
-                try:
+                with contextlib.suppress(OSError):
                     await writer.wait_closed()
-                except OSError:
-                    pass
 
     async def _read_answer(
         self, version: TlsVersion, suites: tuple[int, ...], reader: asyncio.StreamReader
@@ -156,14 +157,15 @@ class TlsProber:
         except TimeoutError as exc:
             if flight.hello is None:
                 raise ProbeError(
-                    f"{self.endpoint}: no answer to a {version.label} ClientHello within {self.timeout:g}s"
+                    f"{self.endpoint}: no answer to a {version.label} ClientHello within {self.timeout:g}s",
+                    kind="timeout",
                 ) from exc
         except ConnectionError:
             pass  # a reset instead of an alert is how some stacks refuse a hello
         except wire.NotTlsError as exc:
-            raise ProbeError(f"{self.endpoint}: the server does not speak TLS ({exc})") from exc
+            raise ProbeError(f"{self.endpoint}: the server does not speak TLS: {exc}", kind="protocol") from exc
         except wire.MalformedServerHelloError as exc:
-            raise ProbeError(f"{self.endpoint}: malformed TLS answer ({exc})") from exc
+            raise ProbeError(f"{self.endpoint}: malformed TLS answer ({exc})", kind="protocol") from exc
         return self._judge(version, suites, flight)
 
     def _judge(self, version: TlsVersion, suites: tuple[int, ...], flight: wire.ServerFlight) -> HelloAnswer:

@@ -16,6 +16,7 @@ from pathlib import Path
 import certifi
 import httpx
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
@@ -93,7 +94,7 @@ def _is_self_signed(certificate: x509.Certificate) -> bool:
         return False
     try:
         certificate.verify_directly_issued_by(certificate)
-    except (ValueError, TypeError, x509.InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature):
         return False
     return True
 

@@ -160,6 +160,20 @@ class NotTlsError(ValueError):
     """The peer's bytes are not a TLS record stream."""
 
 
+def describe_garbage(data: bytes) -> str:
+    """What a non-TLS answer looks like, for an error message a user can act on."""
+    head = data[:40]
+    text = head.decode("ascii", "replace")
+    printable = "".join(char if char.isprintable() else "." for char in text)
+    hint = ""
+    stripped = data.lstrip()
+    if stripped.startswith((b"HTTP/", b"<")):
+        hint = " (it looks like plain HTTP)"
+    elif stripped.startswith((b"SSH-", b"220 ", b"+OK", b"* OK")):
+        hint = " (it looks like a plain-text service banner)"
+    return f"it answered with {len(data)} bytes starting {printable!r}{hint}"
+
+
 class MalformedServerHelloError(ValueError):
     """The peer speaks TLS framing but sent a handshake message we cannot parse."""
 
@@ -199,7 +213,7 @@ class ServerFlight:
         while len(self._records) >= 5:
             content_type, major, _minor, length = struct.unpack("!BBBH", self._records[:5])
             if content_type not in set(ContentType) or major != 3 or length > MAX_RECORD_BODY:
-                raise NotTlsError(f"not a TLS record: {bytes(self._records[:16])!r}")
+                raise NotTlsError(describe_garbage(bytes(self._records)))
             if len(self._records) < 5 + length:
                 return
             body = bytes(self._records[5 : 5 + length])

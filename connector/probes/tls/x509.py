@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import ExtensionOID, NameOID, SignatureAlgorithmOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID, SignatureAlgorithmOID
 
 from connector.errors import ProbeError
 
@@ -121,7 +122,7 @@ def describe(certificate: x509.Certificate) -> CertificateInfo:
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
         sha256=certificate.fingerprint(hashes.SHA256()).hex().upper(),
-        sha1=certificate.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303 - an identifier, not a signature
+        sha1=certificate.fingerprint(hashes.SHA1()).hex().upper(),
         public_key_algorithm=key_algorithm,
         public_key_size=key_size,
         public_key_curve=curve,
@@ -156,7 +157,7 @@ def _signature_hash(certificate: x509.Certificate) -> str | None:
         return "MD4"
     try:
         algorithm = certificate.signature_hash_algorithm
-    except x509.UnsupportedAlgorithm:
+    except UnsupportedAlgorithm:
         return None
     return algorithm.name.upper().replace("-", "") if algorithm else None
 
@@ -191,7 +192,7 @@ def _ca_issuer_urls(certificate: x509.Certificate) -> tuple[str, ...]:
     return tuple(
         description.access_location.value
         for description in extension.value
-        if description.access_method == x509.AuthorityInformationAccessOID.CA_ISSUERS
+        if description.access_method == AuthorityInformationAccessOID.CA_ISSUERS
         and isinstance(description.access_location, x509.UniformResourceIdentifier)
     )
 
@@ -205,8 +206,8 @@ def matches_host(info: CertificateInfo, host: str) -> bool:
     else:
         return str(address) in info.ip_addresses
     wanted = host.rstrip(".").lower()
-    for pattern in info.dns_names:
-        pattern = pattern.rstrip(".")
+    for name in info.dns_names:
+        pattern = name.rstrip(".")
         if pattern == wanted:
             return True
         if pattern.startswith("*.") and pattern.count(".") >= 2:

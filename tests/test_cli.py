@@ -1,0 +1,69 @@
+"""``connector scan`` as a CI/CD pipeline uses it: events on stdout or in a file, a summary, a meaningful exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import Pki
+from support.pki import self_signed
+from support.sites import site
+
+
+def connector(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "connector", *args], capture_output=True, text=True, check=False,
+                          timeout=120)
+
+
+def scan_args(hosted, pki: Pki, *extra: str) -> list[str]:
+    asset = hosted.asset
+    return ["scan", f"https://{asset.host}:{asset.ports[0]}/", "--resolve", f"{asset.host}=127.0.0.1",
+            "--http-port", str(asset.http_port), "--ca-bundle", str(pki.bundle), *extra]
+
+
+def test_scan_writes_ecs_json_lines_and_exits_zero_for_a_hardened_host(pki: Pki) -> None:
+    with site("cli.test", pki.intermediate.issue(["cli.test"])) as good:
+        done = connector(*scan_args(good, pki, "--fail-on", "low"))
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(events) > 25
+    assert {event["result"]["evaluation"] for event in events} == {"passed"}
+    assert "0 failing" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_fail_on_sets_the_exit_code_by_severity(pki: Pki, tmp_path: Path) -> None:
+    with site("own.test", self_signed("own.test")) as bad:
+        high = connector(*scan_args(bad, pki, "--fail-on", "high", "-o", str(tmp_path / "out.jsonl")))
+        critical = connector(*scan_args(bad, pki, "--fail-on", "critical", "--only-failed", "-q"))
+    assert high.returncode == 1
+    assert "cert.self_signed" in high.stderr  # the summary table names the rule
+    assert high.stdout == ""
+    assert (tmp_path / "out.jsonl").read_text().count("\n") > 20
+    assert critical.returncode == 0
+    written = {json.loads(line)["rule"]["id"]: json.loads(line)["result"]["evaluation"]
+               for line in critical.stdout.splitlines()}
+    assert written == {"cert.self_signed": "failed", "hsts.missing": "unknown"}  # failing and not evaluated
+    assert critical.stderr == ""
+
+
+def test_cef_output(pki: Pki) -> None:
+    with site("cef.test", self_signed("cef.test")) as bad:
+        done = connector(*scan_args(bad, pki, "--format", "cef", "--only-failed", "--checks", "certificate", "-q"))
+    lines = done.stdout.splitlines()
+    assert lines == [line for line in lines if line.startswith("CEF:0|Postern|Posture Connector|")]
+    assert any("|cert.self_signed|TLS certificate is self-signed|8|" in line for line in lines)
+
+
+def test_bad_arguments_are_one_line_errors() -> None:
+    assert "--fail-on must be one of" in connector("scan", "x.test", "--fail-on", "severe").stderr
+    assert "--resolve takes HOST=ADDRESS" in connector("scan", "x.test", "--resolve", "x.test").stderr
+    done = connector("scan", "x.test", "--checks", "nosuch")
+    assert done.returncode == 2 and "unknown checks ['nosuch']" in done.stderr
+    assert connector("scan").stderr.strip().endswith("nothing to scan: give targets or a config with assets")
+
+
+def test_version_and_module_entry_point() -> None:
+    done = connector("--version")
+    assert done.returncode == 0 and done.stdout.startswith("connector ")

@@ -1,0 +1,199 @@
+"""ECS and CEF output: every field we emit is a real ECS 9.4 field of the right type, CEF survives hostile values,
+and event ids are deterministic."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Pki, run_scan
+from connector.errors import ConfigError
+from connector.model import Asset, Criticality, Finding, Severity, Status
+from connector.normalise import Normaliser
+from connector.normalise.cef import escape_extension, escape_header
+from connector.normalise.ecs import ecs_reference
+from connector.resources import mappings_dir
+from support.pki import self_signed
+from support.sites import site
+
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def leaves(document: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for key, value in document.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.extend(leaves(value, name + "."))
+        else:
+            out.append((name, value))
+    return out
+
+
+def assert_ecs_valid(document: dict[str, Any]) -> None:
+    reference = ecs_reference()
+    for name, value in leaves(document):
+        if name.startswith("postern."):
+            continue
+        assert name in reference, f"{name} is not an ECS 9.4 or posture-findings field"
+        field = reference[name]
+        values = value if isinstance(value, list) else [value]
+        if isinstance(value, list):
+            assert field.array or field.type in ("keyword", "wildcard"), f"{name} is not an array field"
+        for item in values:
+            if field.type in ("keyword", "constant_keyword", "wildcard", "match_only_text", "text"):
+                assert isinstance(item, str), f"{name}={item!r} should be a string"
+            elif field.type == "long":
+                assert isinstance(item, int) and not isinstance(item, bool), f"{name}={item!r} should be a long"
+            elif field.type == "float":
+                assert isinstance(item, int | float), f"{name}={item!r} should be a number"
+            elif field.type == "date":
+                assert isinstance(item, str) and ISO.match(item), f"{name}={item!r} should be an ISO 8601 date"
+            elif field.type == "ip":
+                ipaddress.ip_address(item)
+            elif field.type == "boolean":
+                assert isinstance(item, bool)
+            if field.allowed:
+                assert item in field.allowed, f"{name}={item!r} is not an allowed ECS value"
+
+
+@pytest.fixture(scope="module")
+def normaliser(catalog) -> Normaliser:
+    return Normaliser.load(catalog)
+
+
+def test_every_field_of_real_scan_events_is_valid_ecs(pki: Pki, catalog, normaliser: Normaliser) -> None:
+    with site("ecs.test", pki.intermediate.issue(["ecs.test"])) as good, \
+            site("bad.test", self_signed("bad.test")) as bad:
+        findings = run_scan([good.asset, bad.asset], catalog, ca_bundle=pki.bundle)
+    findings += run_scan([Asset(host="gone.invalid", http_port=None)], catalog)
+    assert {f.status for f in findings} == {Status.PASS, Status.FAIL, Status.ERROR}
+    for finding in findings:
+        document = normaliser.ecs(finding)
+        assert_ecs_valid(document)
+        assert document["ecs"]["version"] == "9.4.0"
+        assert document["event"]["kind"] == "state"
+        assert document["rule"]["id"] == finding.rule_id
+        assert document["result"]["evaluation"] == {"pass": "passed", "fail": "failed", "error": "unknown"}[
+            finding.status.value]
+
+
+def test_tls_fields_of_a_certificate_event(pki: Pki, catalog, normaliser: Normaliser) -> None:
+    issued = pki.intermediate.issue(["fields.test"])
+    with site("fields.test", issued) as good:
+        findings = run_scan([good.asset], catalog, ca_bundle=pki.bundle, checks=["certificate", "tls"])
+    cert = normaliser.ecs(next(f for f in findings if f.rule_id == "cert.expired"))
+    x509 = cert["tls"]["server"]["x509"]
+    assert x509["not_after"] == issued.certificate.not_valid_after_utc.isoformat()
+    assert x509["subject"]["common_name"] == ["fields.test"]
+    assert cert["tls"]["server"]["hash"]["sha256"] == cert["tls"]["server"]["hash"]["sha256"].upper()
+    assert cert["url"]["full"] == f"https://fields.test:{good.https.port}/"
+    assert cert["server"]["ip"] == "127.0.0.1"
+    protocol = normaliser.ecs(next(f for f in findings if f.rule_id == "tls.cipher.rc4"))
+    assert protocol["tls"]["version"] == "1.3" and protocol["tls"]["version_protocol"] == "tls"
+
+
+def hostile_finding(**changes: Any) -> Finding:
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    asset = Asset(host="evil.test", owner="team=red|blue\\ops\nnext line", criticality=Criticality.CRITICAL)
+    base = dict(rule_id="cert.expired", check="certificate", status=Status.FAIL, severity=Severity.CRITICAL,
+                message="a|b\\c=d\ne\rf pipe | equals = backslash \\ done", asset=asset, port=443, scheme="https",
+                scan_id="scan-1", observed_at=now, first_seen=now, last_seen=now,
+                evidence={"weird": "x=y|z\n"})
+    return Finding(**{**base, **changes})
+
+
+def parse_cef(line: str) -> tuple[list[str], dict[str, str]]:
+    """A strict reader of the CEF grammar (Elastic's decode_cef): the inverse of what the encoder must do."""
+    header, fields, current, index = [], [], "", 0
+    while len(fields) < 7:
+        char = line[index]
+        if char == "\\" and line[index + 1] in "\\|":
+            current += line[index + 1]
+            index += 2
+            continue
+        if char == "|":
+            fields.append(current)
+            current = ""
+        else:
+            current += char
+        index += 1
+    header = fields
+    extension = line[index:]
+    pairs = {}
+    keys = list(re.finditer(r"(?:^| )([A-Za-z0-9]+)=", extension))
+    for position, match in enumerate(keys):
+        end = keys[position + 1].start() if position + 1 < len(keys) else len(extension)
+        raw = extension[match.end():end]
+        value = re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r"}.get(m.group(1), m.group(1)), raw)
+        pairs[match.group(1)] = value
+    return header, pairs
+
+
+def test_cef_escaping_round_trips_hostile_values(normaliser: Normaliser) -> None:
+    finding = hostile_finding()
+    line = normaliser.cef(finding)
+    assert "\n" not in line and "\r" not in line
+    header, extension = parse_cef(line)
+    assert header[:3] == ["CEF:0", "Postern", "Posture Connector"]
+    assert header[4] == "cert.expired" and header[6] == "10"
+    assert extension["msg"] == finding.message
+    assert extension["cs2Label"] == "assetOwner" and extension["cs2"] == finding.asset.owner
+    assert extension["externalId"] == finding.event_id
+    assert extension["rt"] == str(int(finding.observed_at.timestamp() * 1000))
+    assert '"weird":"x=y|z\\n"' in extension["cs5"]
+
+
+def test_cef_header_escapes_pipes_and_backslashes() -> None:
+    assert escape_header("a|b\\c") == "a\\|b\\\\c"
+    assert escape_header("line\nbreak") == "line break"
+    assert escape_extension("a=b\\c|d\ne\rf") == "a\\=b\\\\c|d\\ne\\rf"
+
+
+def test_event_id_is_deterministic_per_finding_and_scan() -> None:
+    first = hostile_finding()
+    again = hostile_finding(message="another message, same finding")
+    later = hostile_finding(scan_id="scan-2")
+    other_port = hostile_finding(port=8443)
+    assert first.event_id == again.event_id
+    assert first.fingerprint == later.fingerprint and first.event_id != later.event_id
+    assert first.fingerprint != other_port.fingerprint
+    assert len(first.event_id) == 32
+
+
+def test_risk_score_weighs_asset_criticality(normaliser: Normaliser) -> None:
+    critical = normaliser.ecs(hostile_finding())["event"]
+    low = normaliser.ecs(hostile_finding(asset=Asset(host="x.test", criticality=Criticality.LOW)))["event"]
+    passed = normaliser.ecs(hostile_finding(status=Status.PASS, severity=Severity.INFO))["event"]
+    assert critical["risk_score"] == 100.0 and low["risk_score"] == pytest.approx(79.2)
+    assert passed["risk_score"] == 0.0 and passed["severity"] == 1
+
+
+def test_mapping_typo_is_rejected_at_load(tmp_path: Path, catalog) -> None:
+    target = tmp_path / "mappings"
+    target.mkdir()
+    for name in ("cef.yaml", "scoring.yaml"):
+        (target / name).write_text((mappings_dir() / name).read_text())
+    (target / "reference").symlink_to(mappings_dir() / "reference")
+    (target / "ecs.yaml").write_text(
+        (mappings_dir() / "ecs.yaml").read_text().replace("  rule.name: rule.name", "  rule.nmae: rule.name"))
+    with pytest.raises(ConfigError, match=r"rule\.nmae is not an ECS 9\.4 field"):
+        Normaliser.load(catalog, target)
+
+
+def test_categorisation_must_be_ecs_valid(tmp_path: Path, catalog) -> None:
+    target = tmp_path / "mappings"
+    target.mkdir()
+    for name in ("cef.yaml", "scoring.yaml"):
+        (target / name).write_text((mappings_dir() / name).read_text())
+    (target / "reference").symlink_to(mappings_dir() / "reference")
+    (target / "ecs.yaml").write_text((mappings_dir() / "ecs.yaml").read_text().replace(
+        "certificate: {category: [configuration], type: [info]}",
+        "certificate: {category: [configuration], type: [denied]}"))
+    with pytest.raises(ConfigError, match=r"not expected with event\.category configuration"):
+        Normaliser.load(catalog, target)

@@ -1,0 +1,129 @@
+"""The sidecar: schedules by criticality with stable jitter, writes events durably, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+
+from conftest import Pki
+from connector.config import ScheduleConfig
+from connector.model import Asset, Criticality
+from connector.scheduler import next_slot, scan_id
+from support.fake_tls import TLS12, LegacyServer
+from support.sites import site
+
+START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def test_critical_assets_are_scanned_daily_and_others_weekly() -> None:
+    schedule = ScheduleConfig(jitter=0.1)
+    critical = Asset(host="pay.test", criticality=Criticality.CRITICAL)
+    low = Asset(host="blog.test", criticality=Criticality.LOW)
+    slot = START
+    for asset, interval in ((critical, timedelta(days=1)), (low, timedelta(days=7))):
+        following = next_slot(asset, schedule, (slot, True), START)
+        assert interval * 0.9 <= following - slot <= interval * 1.1
+        assert following == next_slot(asset, schedule, (slot, True), START), "jitter must survive restarts"
+
+
+def test_jitter_spreads_assets_and_first_scans() -> None:
+    schedule = ScheduleConfig()
+    assets = [Asset(host=f"h{index}.test") for index in range(50)]
+    slots = {next_slot(asset, schedule, (START, True), START) for asset in assets}
+    first = [next_slot(asset, schedule, None, START) for asset in assets]
+    assert len(slots) == 50
+    assert all(START <= slot <= START + timedelta(minutes=5) for slot in first)
+    assert max(first) - min(first) > timedelta(minutes=3)
+
+
+def test_an_interrupted_slot_is_rerun_with_the_same_scan_id() -> None:
+    asset = Asset(host="crash.test")
+    assert next_slot(asset, ScheduleConfig(), (START, False), START + timedelta(hours=3)) == START
+    assert scan_id(asset, START) == scan_id(asset, START)
+    assert scan_id(asset, START) != scan_id(asset, START + timedelta(days=1))
+
+
+def write_config(path: Path, pki: Pki, assets: list[Asset], events: Path, **extra: object) -> Path:
+    document = {
+        "assets": [asset.model_dump(mode="json", exclude_none=True) for asset in assets],
+        "scan": {"ca_bundle": str(pki.bundle), "connect_timeout": 1, "check_timeout": 30},
+        "schedule": {"startup_spread": "0s"},
+        "sinks": [{"type": "file", "path": str(events)}],
+        "state_dir": str(path.parent / "state"),
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def read_events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_run_once_writes_events_and_keeps_first_seen_across_runs(pki: Pki, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    with site("side.test", pki.intermediate.issue(["side.test"], days_valid=20)) as soon:
+        config = write_config(tmp_path / "config.yaml", pki, [soon.asset], events)
+        for _ in range(2):
+            done = subprocess.run([sys.executable, "-m", "connector", "run", "-c", str(config), "--once"],
+                                  capture_output=True, text=True, timeout=60, check=False)
+            assert done.returncode == 0, done.stderr
+    written = read_events(events)
+    expiring = [e for e in written if e["rule"]["id"] == "cert.expiring_soon"]
+    assert len(expiring) == 2
+    assert expiring[0]["postern"]["first_seen"] == expiring[1]["postern"]["first_seen"]
+    assert expiring[0]["postern"]["last_seen"] < expiring[1]["postern"]["last_seen"]
+    assert expiring[0]["event"]["id"] != expiring[1]["event"]["id"]  # two scans, two state events
+
+
+def wait_for(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_sigterm_stops_the_sidecar_cleanly(pki: Pki, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    with site("term.test", pki.intermediate.issue(["term.test"])) as good:
+        config = write_config(tmp_path / "config.yaml", pki, [good.asset], events)
+        process = subprocess.Popen([sys.executable, "-m", "connector", "--log-level", "info", "run", "-c",
+                                    str(config)], stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: len(read_events(events)) > 0)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+    assert process.returncode == 0
+    assert "sidecar stopped" in stderr and "Traceback" not in stderr
+    assert len(read_events(events)) == len({e["event"]["id"] for e in read_events(events)})
+
+
+def test_sigterm_during_a_hung_scan_leaves_the_slot_to_rerun_with_the_same_ids(pki: Pki, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    with LegacyServer({TLS12}, [0xC02F], behaviour="silent") as hung, \
+            site("ok.test", pki.intermediate.issue(["ok.test"])) as good:
+        stuck = Asset(host="hung.test", address="127.0.0.1", ports=(hung.port,), http_port=None)
+        config = write_config(tmp_path / "config.yaml", pki, [good.asset, stuck], events, shutdown_grace="1s")
+        document = yaml.safe_load(config.read_text())
+        document["scan"]["connect_timeout"] = 30
+        config.write_text(yaml.safe_dump(document))
+        process = subprocess.Popen([sys.executable, "-m", "connector", "run", "-c", str(config)],
+                                   stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: len(read_events(events)) > 0)
+        started = time.monotonic()
+        os.kill(process.pid, signal.SIGTERM)
+        process.communicate(timeout=15)
+        assert process.returncode == 0 and time.monotonic() - started < 10
+        assert {e["resource"]["id"] for e in read_events(events)} == {"ok.test"}
+        state = subprocess.run(
+            [sys.executable, "-c", "import sqlite3,sys; db=sqlite3.connect(sys.argv[1]); "
+             "print(dict(db.execute('select asset_id, completed from schedule')))",
+             str(tmp_path / "state" / "state.sqlite")], capture_output=True, text=True, check=True)
+    assert state.stdout.strip() == "{'ok.test': 1, 'hung.test': 0}"
