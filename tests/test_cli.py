@@ -67,3 +67,10 @@ def test_bad_arguments_are_one_line_errors() -> None:
 def test_version_and_module_entry_point() -> None:
     done = connector("--version")
     assert done.returncode == 0 and done.stdout.startswith("connector ")
+
+
+def test_the_shipped_example_configuration_is_valid() -> None:
+    example = Path(__file__).parent.parent / "deploy" / "config.example.yaml"
+    done = connector("validate", "-c", str(example))
+    assert done.returncode == 0, done.stderr
+    assert "valid: 3 asset(s), 3 check(s)" in done.stdout

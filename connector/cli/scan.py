@@ -84,7 +84,8 @@ def scan_command(
     = None,
     checks: Annotated[str | None, typer.Option(help="Comma-separated checks to run (default: all).")] = None,
     output_format: Annotated[str, typer.Option("--format", help="ecs (JSON lines) or cef.")] = "ecs",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write events here instead of stdout.")]
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write events to this file ('-' for stdout). Default: stdout unless it is a terminal.")]
     = None,
     fail_on: Annotated[str | None, typer.Option(help="Exit 1 if a failing finding is at least this severe.")]
     = None,
@@ -125,8 +126,10 @@ def scan_command(
     history = StateStore(state) if state else None
     plan = ScanPlan(assets, configured, overrides)
     with ExitStack() as stack:
-        sink: TextIO = sys.stdout
-        if output is not None:
+        sink: TextIO | None = sys.stdout
+        if output is None and sys.stdout.isatty():
+            sink = None  # a person at a terminal wants the summary, not JSON; pipes and files get events
+        elif output is not None and str(output) != "-":
             try:
                 sink = stack.enter_context(output.open("w", encoding="utf-8"))
             except OSError as exc:
@@ -168,7 +171,7 @@ async def _scan(
     normaliser: Normaliser,
     settings: ScanSettings,
     history: StateStore | None,
-    sink: TextIO,
+    sink: TextIO | None,
     output_format: str,
     only_failed: bool,
     quiet: bool,
@@ -184,15 +187,16 @@ async def _scan(
     with progress:
         task = progress.add_task("", total=len(plan.assets))
         async for report in scan(plan, catalog, ctx, scan_id=scan_id, history=history):
-            for finding in report.findings:
-                findings.append(finding)
-                if only_failed and finding.status is Status.PASS:
-                    continue
-                if output_format == "cef":
-                    sink.write(normaliser.cef(finding) + "\n")
-                else:
-                    sink.write(json.dumps(normaliser.ecs(finding), separators=(",", ":")) + "\n")
-            sink.flush()
+            findings.extend(report.findings)
+            if sink is not None:
+                for finding in report.findings:
+                    if only_failed and finding.status is Status.PASS:
+                        continue
+                    if output_format == "cef":
+                        sink.write(normaliser.cef(finding) + "\n")
+                    else:
+                        sink.write(json.dumps(normaliser.ecs(finding), separators=(",", ":")) + "\n")
+                sink.flush()
             progress.update(task, advance=1, description=report.asset.id)
     return findings
 
@@ -211,10 +215,10 @@ def _summary(findings: list[Finding], assets: list[Asset], catalog: Catalog) -> 
         console_err.print(table)
     if errors:
         table = Table(title="Could not evaluate", title_justify="left")
-        for column in ("asset", "rule", "reason"):
+        for column in ("asset", "check or rule", "reason"):
             table.add_column(column, overflow="fold")
-        for finding in errors:
-            table.add_row(escape(str(finding.target)), escape(finding.rule_id), escape(finding.message))
+        for (target, reason), names in _group_errors(errors).items():
+            table.add_row(escape(target), escape(", ".join(names)), escape(reason))
         console_err.print(table)
     counts = Counter(f.severity.value for f in failing)
     by_severity = ", ".join(f"{counts[s.value]} {s.value}" for s in reversed(Severity) if counts[s.value])
@@ -223,6 +227,16 @@ def _summary(findings: list[Finding], assets: list[Asset], catalog: Catalog) -> 
         f"{len(assets)} asset(s): {len(failing)} failing" + (f" ({by_severity})" if by_severity else "")
         + f", {passed} passed, {len(errors)} could not be evaluated"
     )
+
+
+def _group_errors(errors: list[Finding]) -> dict[tuple[str, str], list[str]]:
+    """One row per asset and cause: an unreachable host is one line, not one per check."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for finding in errors:
+        reason = finding.message.split(": ", 1)[1] if finding.rule_id == "scan.error" else finding.message
+        name = finding.subject if finding.rule_id == "scan.error" and finding.subject else finding.rule_id
+        grouped.setdefault((str(finding.target), reason), []).append(name)
+    return grouped
 
 
 def _exit_code(findings: list[Finding], threshold: Severity | None, fail_on_error: bool) -> int:

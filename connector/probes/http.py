@@ -6,6 +6,7 @@ while keeping the real name for Host, SNI and certificate verification (like ``c
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 from dataclasses import dataclass
@@ -139,7 +140,7 @@ def _is_certificate_error(exc: BaseException) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
+    text = re.sub(r"^\[Errno -?\d+\] ", "", str(exc).strip())
     if text:
         return text.splitlines()[0]
     cause = exc.__cause__ or exc.__context__
