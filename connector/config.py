@@ -5,37 +5,22 @@ Validation collects every problem with its location in the file, so ``connector 
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from connector.catalog import Catalog, format_validation_error
 from connector.checks import AnyCheck, ScanSettings, available_checks
+from connector.config_types import ByteSize, Duration
 from connector.engine import ConfiguredCheck, RuleOverride
 from connector.errors import ConfigError
 from connector.model import Asset, Criticality, Severity
+from connector.sinks import parse_sink
+from connector.sinks.base import SinkSettings
+from connector.spool import OverflowPolicy
 from connector.yamlio import load_yaml
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``90``, ``"90s"``, ``"15m"``, ``"24h"``, ``"7d"`` or ``"2w"``."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=float(value))
-    match = _DURATION.match(str(value))
-    if match is None:
-        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 15m, 24h, 7d)")
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
 class ScheduleConfig(BaseModel):
@@ -70,16 +55,15 @@ class RuleOverrideConfig(BaseModel):
     severity: Severity | None = None
 
 
-class FileSinkConfig(BaseModel):
+class SpoolConfig(BaseModel):
+    """Bounds and durability of the on-disk spool (state_dir/spool.sqlite)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["file"]
-    name: str = "file"
-    path: Path
-    format: Literal["ecs", "cef"] = "ecs"
-
-
-SinkConfig = FileSinkConfig
+    max_events: int = Field(default=5_000_000, ge=100)
+    max_bytes: ByteSize = Field(default=2 * 1024**3, ge=1024 * 1024)
+    overflow: OverflowPolicy = OverflowPolicy.DROP_OLDEST
+    fsync: bool = Field(default=False, description="fsync every commit: survives power loss, not just crashes")
 
 
 class Config(BaseModel):
@@ -91,11 +75,34 @@ class Config(BaseModel):
                                               description="per-check settings; {enabled: false} turns one off")
     rules: dict[str, RuleOverrideConfig] = Field(default_factory=dict)
     schedule: ScheduleConfig = ScheduleConfig()
-    sinks: list[SinkConfig] = Field(default_factory=list)
+    sinks: list[dict[str, Any]] = Field(default_factory=list)
+    spool: SpoolConfig = SpoolConfig()
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, description="serve Prometheus metrics here")
     state_dir: Path = Path("connector-state")
     shutdown_grace: Duration = Field(default=timedelta(seconds=10), description="on SIGTERM, wait this long")
     mappings_dir: Path | None = None
     observer_name: str | None = None
+
+    _sinks: list[SinkSettings] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _valid_sinks(self) -> Config:
+        parsed = []
+        for index, entry in enumerate(self.sinks):
+            try:
+                parsed.append(parse_sink(entry, f"sinks.{index}"))
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        names = [settings.name for settings in parsed]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"sinks: names must be unique; give each of {duplicates} a distinct name")
+        self._sinks = parsed
+        return self
+
+    @property
+    def sink_settings(self) -> list[SinkSettings]:
+        return list(self._sinks)
 
     @model_validator(mode="after")
     def _unique_assets(self) -> Config:

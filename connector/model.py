@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -254,12 +255,12 @@ class Finding(BaseModel):
     def target(self) -> Target:
         return Target(self.asset, self.port, self.path, self.scheme)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """Stable across scans: the same rule on the same asset and target always has the same fingerprint."""
         return fingerprint(self.rule_id, self.asset.id, self.target.key, self.subject)
 
-    @property
+    @cached_property
     def event_id(self) -> str:
         """Deterministic per scan, so a re-sent event is recognised as the same event by every sink."""
         return hashlib.sha256(f"{self.fingerprint}|{self.scan_id}".encode()).hexdigest()[:32]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 from collections.abc import Callable
@@ -17,12 +16,12 @@ from datetime import datetime
 from connector.catalog import Catalog
 from connector.checks import ScanContext
 from connector.config import Config
-from connector.engine import AssetReport, ScanPlan, scan
-from connector.model import Asset, Finding
+from connector.engine import ScanPlan, scan
+from connector.model import Asset
 from connector.normalise import Normaliser
+from connector.pipeline import Pipeline
 from connector.probes.tls.x509 import utc_now
 from connector.scheduler import next_slot, scan_id
-from connector.sinks.file import FileSink
 from connector.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ class Sidecar:
         self.clock = clock
         self.checks = config.configured_checks()
         self.overrides = config.overrides(catalog)
-        self.sinks = [(sink.format, FileSink(sink.path)) for sink in config.sinks]
+        self.pipeline = Pipeline(config, catalog, normaliser)
         self.started_at = clock()
         self.scans_completed = 0
 
@@ -64,7 +63,9 @@ class Sidecar:
 
     async def run(self, stop: asyncio.Event, once: bool = False) -> None:
         log.info("sidecar started",
-                 extra={"assets": len(self.config.assets), "checks": [c.check.name for c in self.checks]})
+                 extra={"assets": len(self.config.assets), "checks": [c.check.name for c in self.checks],
+                        "sinks": [sink.name for sink in self.pipeline.sinks]})
+        self.pipeline.start()
         while not stop.is_set():
             now = self.clock()
             if once:
@@ -108,7 +109,10 @@ class Sidecar:
         reports = scan(plan, self.catalog, ctx, scan_id=lambda asset: scan_id(asset, due[asset]), history=self.state)
         try:
             async for report in reports:
-                self._write(report)
+                # durable in the spool before the slot is marked done: a crash re-runs the slot, never loses it
+                await asyncio.to_thread(self.pipeline.publish, report.findings)
+                self.state.record_scan(scan_id(report.asset, due[report.asset]), report.asset.id, self.clock(),
+                                       len(report.findings))
                 self.state.record_slot(report.asset.id, due[report.asset], completed=True)
                 self.scans_completed += 1
                 failing = sum(1 for finding in report.findings if finding.status.value == "fail")
@@ -117,18 +121,9 @@ class Sidecar:
         finally:
             await reports.aclose()
 
-    def _write(self, report: AssetReport) -> None:
-        for output_format, sink in self.sinks:
-            sink.write_lines(self._encode(finding, output_format) for finding in report.findings)
-
-    def _encode(self, finding: Finding, output_format: str) -> str:
-        if output_format == "cef":
-            return self.normaliser.cef(finding)
-        return json.dumps(self.normaliser.ecs(finding), separators=(",", ":"))
-
     def close(self) -> None:
-        for _, sink in self.sinks:
-            sink.close()
+        """Stop the shippers: the batch in flight stays in the spool and is sent again on the next start."""
+        self.pipeline.stop(self.config.shutdown_grace.total_seconds())
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

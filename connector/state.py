@@ -16,6 +16,13 @@ CREATE TABLE IF NOT EXISTS findings (
     first_seen TEXT NOT NULL,
     last_seen TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS scans (
+    scan_id TEXT NOT NULL,
+    asset_id TEXT NOT NULL,
+    finished TEXT NOT NULL,
+    events INTEGER NOT NULL,
+    PRIMARY KEY (scan_id, asset_id)
+);
 CREATE TABLE IF NOT EXISTS schedule (
     asset_id TEXT PRIMARY KEY,
     last_slot TEXT NOT NULL,
@@ -66,6 +73,20 @@ class StateStore:
             "ON CONFLICT(asset_id) DO UPDATE SET last_slot = excluded.last_slot, completed = excluded.completed",
             (asset_id, slot.isoformat(), int(completed)),
         )
+
+    def record_scan(self, scan_id: str, asset_id: str, finished: datetime, events: int) -> None:
+        self._db.execute(
+            "INSERT INTO scans (scan_id, asset_id, finished, events) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(scan_id, asset_id) DO UPDATE SET finished = excluded.finished, events = excluded.events",
+            (scan_id, asset_id, finished.isoformat(), events),
+        )
+
+    def latest_scans(self) -> dict[str, int]:
+        """Each asset's most recent scan id and how many events it produced."""
+        rows = self._db.execute(
+            "SELECT scan_id, SUM(events) FROM scans WHERE (asset_id, finished) IN "
+            "(SELECT asset_id, MAX(finished) FROM scans GROUP BY asset_id) GROUP BY scan_id").fetchall()
+        return {scan_id: int(count) for scan_id, count in rows}
 
     def close(self) -> None:
         self._db.close()

@@ -43,7 +43,7 @@ def _global(
 
 
 def _register() -> None:
-    from connector.cli import admin, run, scan  # noqa: F401, PLC0415  (importing registers the commands)
+    from connector.cli import admin, delivery, run, scan, siem  # noqa: F401, PLC0415  (importing registers them)
 
 
 def main() -> None:

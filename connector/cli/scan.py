@@ -25,6 +25,7 @@ from connector.config import Config, build_checks, load_config
 from connector.engine import ScanPlan, scan
 from connector.model import Asset, Criticality, Finding, Severity, Status
 from connector.normalise import Normaliser
+from connector.pipeline import Pipeline
 from connector.state import StateStore
 
 _SEVERITY_STYLE = {
@@ -104,6 +105,8 @@ def scan_command(
     state: Annotated[Path | None, typer.Option(help="SQLite file remembering first-seen times across runs.")]
     = None,
     mappings: Annotated[Path | None, typer.Option(help="Directory with rules/, ecs.yaml, cef.yaml.")] = None,
+    ship_timeout: Annotated[float, typer.Option(help="With sinks in the config: seconds to wait for delivery.")]
+    = 120.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
 ) -> None:
     """Scan targets once with every check and write ECS or CEF events."""
@@ -123,7 +126,10 @@ def scan_command(
         mappings or (loaded.mappings_dir if loaded else None), loaded.observer_name if loaded else None
     )
     overrides = loaded.overrides(catalog) if loaded else {}
+    if state is None and loaded is not None:
+        state = loaded.state_dir / "state.sqlite"
     history = StateStore(state) if state else None
+    pipeline = Pipeline(loaded, catalog, normaliser) if loaded is not None and loaded.sinks else None
     plan = ScanPlan(assets, configured, overrides)
     with ExitStack() as stack:
         sink: TextIO | None = sys.stdout
@@ -134,12 +140,32 @@ def scan_command(
                 sink = stack.enter_context(output.open("w", encoding="utf-8"))
             except OSError as exc:
                 fail(f"cannot write {output}: {exc.strerror or exc}")
-        findings = asyncio.run(
-            _scan(plan, catalog, normaliser, settings, history, sink, output_format, only_failed, quiet)
-        )
+        if pipeline is not None:
+            pipeline.start()
+        try:
+            findings = asyncio.run(_scan(plan, catalog, normaliser, settings, history, pipeline, sink, output_format,
+                                         only_failed, quiet))
+            undelivered = _ship(pipeline, ship_timeout, quiet) if pipeline is not None else 0
+        finally:
+            if pipeline is not None:
+                pipeline.stop()
     if not quiet:
         _summary(findings, assets, catalog)
-    raise typer.Exit(_exit_code(findings, threshold, fail_on_error))
+    code = _exit_code(findings, threshold, fail_on_error)
+    raise typer.Exit(code or (3 if undelivered else 0))
+
+
+def _ship(pipeline: Pipeline, timeout: float, quiet: bool) -> int:
+    """Wait for the sinks to take every event; what is left stays spooled for the next run or the sidecar."""
+    pending = pipeline.drain(timeout)
+    left = sum(pending.values())
+    if left:
+        waiting = ", ".join(f"{name}: {count}" for name, count in pending.items() if count)
+        console_err.print(f"[yellow]not yet delivered after {timeout:g}s[/yellow] ({waiting}); the events stay in "
+                          f"{pipeline.spool.path} and are sent by the next run (`connector spool status`)")
+    elif not quiet:
+        console_err.print(f"delivered to {', '.join(sink.name for sink in pipeline.sinks)}")
+    return left
 
 
 def _severity(value: str) -> Severity:
@@ -171,6 +197,7 @@ async def _scan(
     normaliser: Normaliser,
     settings: ScanSettings,
     history: StateStore | None,
+    pipeline: Pipeline | None,
     sink: TextIO | None,
     output_format: str,
     only_failed: bool,
@@ -188,6 +215,10 @@ async def _scan(
         task = progress.add_task("", total=len(plan.assets))
         async for report in scan(plan, catalog, ctx, scan_id=scan_id, history=history):
             findings.extend(report.findings)
+            if pipeline is not None:
+                pipeline.publish(report.findings)
+            if history is not None:
+                history.record_scan(scan_id, report.asset.id, ctx.now, len(report.findings))
             if sink is not None:
                 for finding in report.findings:
                     if only_failed and finding.status is Status.PASS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from connector.catalog import Catalog, format_validation_error
@@ -14,6 +15,7 @@ from connector.normalise.cef import CefEncoder
 from connector.normalise.context import ContextBuilder, Runtime, Scoring
 from connector.normalise.ecs import EcsEncoder
 from connector.resources import mappings_dir
+from connector.spool import NewEvent
 from connector.yamlio import load_yaml
 
 __all__ = ["Normaliser", "Runtime"]
@@ -64,7 +66,24 @@ class Normaliser:
     def cef(self, finding: Finding) -> str:
         return self.cef_encoder.encode(self.contexts.build(finding))
 
-    def both(self, finding: Finding) -> tuple[dict[str, Any], str]:
-        """One context build for both encodings (the spool stores both)."""
+    def spool_event(self, finding: Finding, formats: frozenset[str]) -> NewEvent:
+        """The spooled form: only the encodings some sink needs, plus the fields sinks route on."""
         context = self.contexts.build(finding)
-        return self.ecs_encoder.encode(context), self.cef_encoder.encode(context)
+        document = self.ecs_encoder.encode(context) if "ecs" in formats else None
+        meta = {
+            "time": finding.observed_at.timestamp(),
+            "host": finding.asset.host,
+            "asset": finding.asset.id,
+            "rule": finding.rule_id,
+            "category": context["rule"]["category"],
+            "severity": finding.severity.value,
+            "status": finding.status.value,
+            "check": finding.check,
+            "scan_id": finding.scan_id,
+        }
+        return NewEvent(
+            event_id=finding.event_id,
+            meta=orjson.dumps(meta).decode(),
+            ecs=orjson.dumps(document) if document is not None else None,
+            cef=self.cef_encoder.encode(context) if "cef" in formats else None,
+        )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.errors import ConfigError
-from connector.normalise.fieldmap import FieldRule, compile_fields, is_empty, set_nested
+from connector.normalise.fieldmap import FieldRule, compile_document, compile_fields
 from connector.resources import mappings_dir
 
 
@@ -56,6 +56,7 @@ class EcsEncoder:
         lookups = spec.get("lookups") or {}
         self.fields: list[FieldRule] = compile_fields(spec.get("fields") or {}, lookups, where)
         self.categories = _categories(spec.get("categories") or {}, where, directory)
+        self._build = compile_document(self.fields)
         reference = ecs_reference(directory)
         for rule in self.fields:
             if not self._known(rule.target, reference):
@@ -70,11 +71,7 @@ class EcsEncoder:
         return any(name.startswith(target + ".") for name in reference)  # a whole object, e.g. tls.server.x509
 
     def encode(self, context: dict[str, Any]) -> dict[str, Any]:
-        document: dict[str, Any] = {}
-        for rule in self.fields:
-            value = rule.get(context)
-            if not is_empty(value):
-                set_nested(document, rule.path, value)
+        document = self._build(context)
         categorisation = self.categories.get(context["rule"]["category"])
         if categorisation is not None:
             event = document.setdefault("event", {})

@@ -6,6 +6,7 @@ cryptography refuses to sign with SHA-1, so weak-signature leaves are signed by 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -117,7 +118,7 @@ class Authority:
                 built = built.add_extension(
                     x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
             if names:
-                built = built.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
+                built = built.add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]),
                                             critical=False)
             if aia_url:
                 built = built.add_extension(x509.AuthorityInformationAccess([
@@ -131,6 +132,13 @@ class Authority:
             # openssl re-signs only a certificate that verifies under its own key, so hand it a self-signed one.
             certificate = _resign_with_openssl(builder(subject).sign(key, hashes.SHA256()), self, signature_hash)
         return Issued(certificate, key, self.chain if send_chain else [])
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 def _resign_with_openssl(certificate: x509.Certificate, issuer: Authority, digest: str) -> x509.Certificate:

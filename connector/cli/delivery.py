@@ -1,0 +1,114 @@
+"""``connector spool status|replay|purge`` and ``connector doctor``: see and repair what the sinks have not taken."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from connector.cli import app
+from connector.cli._common import console_err, load_catalog_and_normaliser
+from connector.config import Config, load_config
+from connector.errors import ConnectorError
+from connector.sinks import build_sink
+from connector.spool import Spool
+
+spool_app = typer.Typer(help="Inspect the on-disk spool and its dead letters; replay or purge them.",
+                        no_args_is_help=True)
+app.add_typer(spool_app, name="spool")
+console = Console(width=160)
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The YAML configuration.")]
+
+
+def _open_spool(config: Config) -> Spool:
+    return Spool(config.state_dir / "spool.sqlite", [settings.name for settings in config.sink_settings],
+                 max_events=config.spool.max_events, max_bytes=config.spool.max_bytes, overflow=config.spool.overflow)
+
+
+@spool_app.command("status")
+def spool_status(config: ConfigOption, dead_letters: Annotated[bool, typer.Option(help="List dead letters.")] = False,
+                 ) -> None:
+    """Pending events per sink, the oldest pending age, delivered and dead-lettered counts, disk use."""
+    spool = _open_spool(load_config(config))
+    status = spool.status()
+    table = Table(title=f"spool {status.path} ({status.file_bytes / 1024 / 1024:.1f} MiB on disk, "
+                        f"{status.events} events, {status.dropped} dropped by overflow)", title_justify="left")
+    for column in ("sink", "pending", "oldest pending", "delivered", "dead letters"):
+        table.add_column(column)
+    for sink in status.sinks:
+        age = f"{sink.oldest_pending_age:.0f}s" if sink.oldest_pending_age is not None else "-"
+        table.add_row(sink.sink, str(sink.pending), age, str(sink.delivered), str(sink.dead_letters))
+    console.print(table)
+    if dead_letters:
+        letters = Table(title="dead letters", title_justify="left")
+        for column in ("id", "sink", "event id", "failed at", "reason"):
+            letters.add_column(column, overflow="fold")
+        for ident, sink_name, event_id, reason, failed_at in spool.dead_letters(limit=1000):
+            when = datetime.fromtimestamp(failed_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            letters.add_row(str(ident), sink_name, event_id, when, escape(reason))
+        console.print(letters)
+    spool.close()
+
+
+@spool_app.command("replay")
+def spool_replay(
+    config: ConfigOption,
+    sink: Annotated[str | None, typer.Option(help="Only this sink's dead letters.")] = None,
+    ids: Annotated[list[int] | None, typer.Option("--id", help="Only these dead letters (repeatable).")] = None,
+) -> None:
+    """Queue dead letters again for the sink that rejected them (after fixing the cause)."""
+    spool = _open_spool(load_config(config))
+    count = spool.replay(sink, ids or [])
+    spool.close()
+    typer.echo(f"{count} dead letter(s) queued again; a running connector sends them now, otherwise the next run")
+
+
+@spool_app.command("purge")
+def spool_purge(
+    config: ConfigOption,
+    sink: Annotated[str | None, typer.Option(help="Only this sink.")] = None,
+    ids: Annotated[list[int] | None, typer.Option("--id", help="Only these dead letters (repeatable).")] = None,
+    backlog: Annotated[bool, typer.Option(help="Also skip every event the sink has not delivered yet.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete dead letters (or, with --backlog, a sink's undelivered events): they will never be delivered."""
+    what = f"the undelivered backlog of sink {sink}" if backlog else "dead letters"
+    if not yes and not typer.confirm(f"Delete {what}? They will never reach the SIEM.", err=True):
+        raise typer.Exit(1)
+    spool = _open_spool(load_config(config))
+    count = spool.purge(sink, ids or [], backlog=backlog)
+    spool.close()
+    typer.echo(f"purged {count} event(s)")
+
+
+@app.command("doctor")
+def doctor(config: ConfigOption) -> None:
+    """Check the configuration, every sink's reachability and health, and the spool."""
+    loaded = load_config(config)
+    load_catalog_and_normaliser(loaded.mappings_dir, loaded.observer_name)
+    typer.echo(f"configuration {config}: valid ({len(loaded.assets)} assets, {len(loaded.sink_settings)} sinks)")
+    healthy = True
+    for settings in loaded.sink_settings:
+        started = time.monotonic()
+        sink = build_sink(settings)
+        try:
+            report = sink.health()
+        except ConnectorError as exc:
+            healthy = False
+            console_err.print(f"[red]sink {escape(settings.name)}: {escape(str(exc))}[/red]")
+        else:
+            typer.echo(f"sink {settings.name}: {report} ({(time.monotonic() - started) * 1000:.0f} ms)")
+        finally:
+            sink.close()
+    spool = _open_spool(loaded)
+    for status in spool.status().sinks:
+        if status.pending or status.dead_letters:
+            typer.echo(f"spool: {status.sink} has {status.pending} pending and {status.dead_letters} dead letter(s)")
+    spool.close()
+    raise typer.Exit(0 if healthy else 1)

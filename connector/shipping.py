@@ -1,0 +1,144 @@
+"""Shippers: move events from the spool to each sink, at least once and in order, retrying with backoff.
+
+One thread per sink, each with its own spool cursor. A batch is committed (cursor moved, rejected events stored
+as dead letters) only when every event in it is delivered or rejected for good; until then it is retried with
+exponential backoff and jitter, for as long as it takes. Stopping leaves the batch in flight uncommitted, so it
+is sent again after a restart: duplicates are possible, losses are not, and event ids make duplicates easy to
+drop downstream.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type, wait_exponential_jitter
+
+from connector import metrics
+from connector.sinks.base import Sink, TransientSinkError
+from connector.spool import Spool, SpooledEvent
+
+log = logging.getLogger(__name__)
+
+
+class Shipper:
+    def __init__(self, spool: Spool, sink: Sink, *, initial_backoff: float = 0.5, max_backoff: float = 60.0) -> None:
+        self.spool = spool
+        self.sink = sink
+        self.stopping = threading.Event()
+        self.idle = threading.Event()
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self._thread = threading.Thread(target=self._run, name=f"ship-{sink.name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self.stopping.set()
+        self.spool.wake()  # a shipper waiting for new events
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            self._retrying(self.sink.open)
+        except RetryError:
+            return
+        while not self.stopping.is_set():
+            batch = self.spool.read(self.sink.name, self.sink.settings.batch_events, self.sink.settings.batch_bytes)
+            if not batch:
+                self.idle.set()
+                metrics.SPOOL_PENDING.labels(self.sink.name).set(0)
+                self.spool.wait(timeout=1.0)
+                continue
+            self.idle.clear()
+            self._deliver(batch)
+        self.sink.close()
+
+    def _sleep(self, seconds: float) -> None:
+        """Backoff that a stop request cuts short."""
+        self.stopping.wait(seconds)
+
+    def _retrying(self, attempt: object) -> None:
+        def before_sleep(state: RetryCallState) -> None:
+            metrics.DELIVERY_RETRIES.labels(self.sink.name).inc()
+            error = state.outcome.exception() if state.outcome else None
+            log.warning("sink %s: %s; retrying in %.1fs (attempt %d)", self.sink.name, error,
+                        state.upcoming_sleep, state.attempt_number)
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientSinkError),
+            wait=wait_exponential_jitter(multiplier=self.initial_backoff, max=self.max_backoff,
+                                         jitter=self.initial_backoff),
+            stop=lambda _state: self.stopping.is_set(),
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+        )
+        retrying(attempt)  # type: ignore[arg-type]
+
+    def _deliver(self, batch: Sequence[SpooledEvent]) -> None:
+        pending = list(batch)
+        by_seq = {event.seq: event for event in batch}
+        dead: list[tuple[SpooledEvent, str]] = []
+        delivered = 0
+
+        def attempt() -> None:
+            nonlocal pending, delivered
+            try:
+                outcome = self.sink.send(pending)
+            except TransientSinkError:
+                raise
+            except Exception as exc:  # a sink bug must not lose events or kill the shipper
+                log.exception("sink %s failed unexpectedly", self.sink.name)
+                raise TransientSinkError(f"internal error: {exc!r}") from exc
+            for seq, reason in outcome.rejected.items():
+                dead.append((by_seq[seq], reason))
+            delivered += len(pending) - len(outcome.rejected) - len(outcome.retry)
+            pending = [event for event in pending if event.seq in outcome.retry]
+            if pending:
+                raise TransientSinkError(outcome.note or f"{len(pending)} events to retry")
+
+        started = time.monotonic()
+        try:
+            self._retrying(attempt)
+        except RetryError:
+            log.info("sink %s: stopping with a batch in flight; it will be sent again", self.sink.name)
+            return
+        self.spool.commit(self.sink.name, batch[-1].seq, delivered, dead)
+        metrics.EVENTS_DELIVERED.labels(self.sink.name).inc(delivered)
+        if dead:
+            metrics.EVENTS_DEAD_LETTERED.labels(self.sink.name).inc(len(dead))
+            log.error("sink %s rejected %d event(s); kept as dead letters (`connector spool status`): %s",
+                      self.sink.name, len(dead), dead[0][1])
+        log.debug("sink %s: delivered %d events in %.3fs", self.sink.name, delivered, time.monotonic() - started)
+
+
+class Shipping:
+    """All shippers of one spool."""
+
+    def __init__(self, spool: Spool, sinks: Sequence[Sink], **backoff: float) -> None:
+        self.spool = spool
+        self.shippers = [Shipper(spool, sink, **backoff) for sink in sinks]
+
+    def start(self) -> None:
+        for shipper in self.shippers:
+            shipper.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        for shipper in self.shippers:
+            shipper.stopping.set()
+        for shipper in self.shippers:
+            shipper.stop(max(0.1, deadline - time.monotonic()))
+
+    def drain(self, timeout: float) -> dict[str, int]:
+        """Wait until every sink caught up (or ``timeout``); returns events still pending per sink."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pending = {status.sink: status.pending for status in self.spool.status().sinks
+                       if status.sink in {shipper.sink.name for shipper in self.shippers}}
+            if not any(pending.values()) or time.monotonic() >= deadline:
+                return pending
+            time.sleep(0.05)

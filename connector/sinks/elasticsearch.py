@@ -1,0 +1,168 @@
+"""Elasticsearch: ECS documents into a data stream with the official client's bulk helper.
+
+Every document is written with ``op_type: create`` and the deterministic event id as ``_id``, so a re-sent batch
+is a no-op: a 409 means "already stored" and counts as delivered. Per-item 429 and 5xx are retried, mapping and
+other 4xx errors go to the dead-letter store, and transport failures keep the whole batch for a retry. The
+client's own retries are off: the shipper owns backoff for every sink alike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from elastic_transport import TransportError
+from elasticsearch import ApiError, Elasticsearch, helpers
+from pydantic import AnyHttpUrl, Field, field_validator, model_validator
+
+from connector.errors import ConnectorError
+from connector.sinks.base import Secret, SendOutcome, Sink, SinkSettings, TransientSinkError
+from connector.spool import SpooledEvent
+
+_STREAM_PART = re.compile(r"^[a-z0-9_.]{1,100}$")  # no '-', no \\/*?"<>|,# or spaces (data stream naming scheme)
+
+
+class ElasticsearchSettings(SinkSettings):
+    type: Literal["elasticsearch"] = "elasticsearch"
+    hosts: list[AnyHttpUrl] = Field(default_factory=list)
+    cloud_id: str | None = None
+    api_key: Secret | None = None
+    username: str | None = None
+    password: Secret | None = None
+    ca_bundle: Path | None = None
+    verify_tls: bool = True
+    dataset: str = "postern.findings"
+    namespace: str = "default"
+    pipeline: str | None = Field(default=None, description="ingest pipeline per request (templates can set one)")
+    request_timeout: float = Field(default=30.0, gt=0)
+    batch_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+    @field_validator("dataset", "namespace")
+    @classmethod
+    def _stream_part(cls, value: str) -> str:
+        if not _STREAM_PART.match(value):
+            raise ValueError(f"{value!r}: lower case letters, digits, '_' and '.' only, at most 100 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _where_and_who(self) -> ElasticsearchSettings:
+        if bool(self.hosts) == bool(self.cloud_id):
+            raise ValueError("give either hosts or cloud_id")
+        if self.api_key is None and (self.username is None or self.password is None):
+            raise ValueError("give api_key, or username and password")
+        return self
+
+    @property
+    def data_stream(self) -> str:
+        return f"logs-{self.dataset}-{self.namespace}"
+
+
+def make_client(settings: ElasticsearchSettings) -> Elasticsearch:
+    options: dict[str, Any] = {
+        "request_timeout": settings.request_timeout,
+        "max_retries": 0,
+        "retry_on_timeout": False,
+        "verify_certs": settings.verify_tls,
+    }
+    if settings.ca_bundle:
+        options["ca_certs"] = str(settings.ca_bundle)
+    if settings.api_key is not None:
+        options["api_key"] = settings.api_key.get_secret_value()
+    else:
+        assert settings.username is not None and settings.password is not None
+        options["basic_auth"] = (settings.username, settings.password.get_secret_value())
+    if settings.cloud_id:
+        return Elasticsearch(cloud_id=settings.cloud_id, **options)
+    return Elasticsearch([str(host).rstrip("/") for host in settings.hosts], **options)
+
+
+class ElasticsearchSink(Sink):
+    type_name = "elasticsearch"
+    settings_model = ElasticsearchSettings
+
+    def __init__(self, settings: SinkSettings) -> None:
+        super().__init__(settings)
+        assert isinstance(settings, ElasticsearchSettings)
+        self.config = settings
+        self.client = make_client(settings)
+        self._stream_fields = orjson.dumps(
+            {"data_stream": {"type": "logs", "dataset": settings.dataset, "namespace": settings.namespace}})[:-1]
+
+    def open(self) -> None:
+        self.health()
+
+    def health(self) -> str:
+        try:
+            info = self.client.info()
+        except (ApiError, TransportError) as exc:
+            raise TransientSinkError(f"Elasticsearch is not reachable: {_reason(exc)}") from None
+        except Exception as exc:  # UnsupportedProductError and friends: something else answers
+            raise TransientSinkError(f"Elasticsearch check failed: {_reason(exc)}") from None
+        return f"Elasticsearch {info['version']['number']} ({info.get('cluster_name', '?')}), writing {self.stream}"
+
+    @property
+    def stream(self) -> str:
+        return self.config.data_stream
+
+    def _action(self, event: SpooledEvent) -> dict[str, Any]:
+        """A bulk action whose source is the spooled JSON as is: no parsing, no re-serialising."""
+        source = event.ecs or b"{}"
+        # data_stream.* ride along in every document, as Elastic's data stream naming scheme expects
+        body = self._stream_fields + b"," + source[1:] if source.startswith(b"{") and len(source) > 2 else source
+        return {"_op_type": "create", "_index": self.stream, "_id": event.event_id, "_source": body}
+
+    def send(self, events: Sequence[SpooledEvent]) -> SendOutcome:
+        outcome = SendOutcome()
+        try:
+            results = list(helpers.streaming_bulk(
+                self.client, [self._action(event) for event in events], chunk_size=len(events),
+                max_chunk_bytes=max(self.config.batch_bytes * 2, 100 * 1024 * 1024), raise_on_error=False,
+                raise_on_exception=False, max_retries=0, yield_ok=True, pipeline=self.config.pipeline,
+            ))
+        except (ApiError, TransportError) as exc:
+            raise TransientSinkError(f"bulk request failed: {_reason(exc)}") from None
+        except ConnectorError:
+            raise
+        except Exception as exc:  # e.g. a proxy answering HTML: the client cannot parse it
+            raise TransientSinkError(f"bulk request failed: {_reason(exc)}") from None
+        if len(results) != len(events):
+            raise TransientSinkError(f"bulk answered {len(results)} items for {len(events)} documents")
+        whole_request: str | None = None
+        for event, (ok, item) in zip(events, results, strict=True):
+            if ok:
+                continue
+            result = next(iter(item.values()))
+            status = int(result.get("status", 0) or 0)
+            error = result.get("error")
+            reason = _item_reason(error)
+            if "exception" in result:
+                whole_request = reason
+            if status == 409:
+                continue  # already stored: a re-sent event
+            if status == 429 or status >= 500 or status in (401, 403, 404) or "exception" in result:
+                outcome.retry.add(event.seq)
+            else:
+                outcome.rejected[event.seq] = f"HTTP {status}: {reason}"
+        if outcome.retry:
+            outcome.note = whole_request or f"{len(outcome.retry)} document(s) to retry"
+        return outcome
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _item_reason(error: object) -> str:
+    if isinstance(error, dict):
+        return f"{error.get('type', 'error')}: {error.get('reason', '')}"[:500]
+    return str(error)[:500]
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+SINK = ElasticsearchSink
