@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +13,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from connector.catalog import Catalog, load_catalog
 from connector.checks import ScanContext, ScanSettings
-from connector.config import build_checks
+from connector.config import Config, build_checks
 from connector.engine import ScanPlan, scan
 from connector.model import Asset, Finding, Status
-from support.pki import Authority
+from connector.normalise import Normaliser
+from connector.pipeline import Pipeline
+from support.pki import Authority, self_signed
+from support.sites import site
 
 
 @dataclass
@@ -81,28 +85,19 @@ def result(findings: Iterable[Finding], rule_id: str) -> Finding:
 @pytest.fixture(scope="session")
 def scanned(pki: Pki, catalog: Catalog) -> list[Finding]:
     """Findings of a real scan (a hardened site and a self-signed one): what the pipeline ships in tests."""
-    from support.pki import self_signed
-    from support.sites import site
-
     with site("ship.test", pki.intermediate.issue(["ship.test"])) as good, \
             site("weak.ship.test", self_signed("weak.ship.test")) as weak:
         return run_scan([good.asset, weak.asset], catalog, ca_bundle=pki.bundle)
 
 
-def make_pipeline(tmp_path: Path, catalog: Catalog, sinks: list[dict[str, object]], **spool: object):  # type: ignore[no-untyped-def]
+def make_pipeline(tmp_path: Path, catalog: Catalog, sinks: list[dict[str, object]], **spool: object) -> Pipeline:
     """A real normaliser -> spool -> shippers pipeline with fast backoff, as the sidecar builds it."""
-    from connector.config import Config
-    from connector.normalise import Normaliser
-    from connector.pipeline import Pipeline
-
     config = Config.model_validate({"assets": [{"host": "unused.test"}], "sinks": sinks,
                                     "state_dir": str(tmp_path / "state"), "spool": spool or {}})
     return Pipeline(config, catalog, Normaliser.load(catalog), initial_backoff=0.02, max_backoff=0.2)
 
 
 def wait_until(condition, timeout: float = 15.0, interval: float = 0.02) -> None:  # type: ignore[no-untyped-def]
-    import time
-
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"

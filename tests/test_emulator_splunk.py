@@ -30,6 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
 from emulators.splunk import SplunkEmulator, SplunkSearchError
 
 TOKEN = "11111111-2222-3333-4444-555555555555"

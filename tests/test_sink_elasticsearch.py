@@ -13,6 +13,7 @@ import yaml
 from elasticsearch import Elasticsearch
 
 from conftest import make_pipeline
+from connector.errors import ConfigError
 from connector.sinks import build_sink, parse_sink
 from connector.sinks.elasticsearch import ElasticsearchSink
 from emulators.elasticsearch import ElasticsearchEmulator
@@ -149,7 +150,5 @@ def test_cloud_id_points_the_client_at_the_encoded_deployment() -> None:
     ],
 )
 def test_invalid_sink_configuration_is_explained(entry: dict[str, object], message: str) -> None:
-    from connector.errors import ConfigError
-
     with pytest.raises(ConfigError, match=message):
         parse_sink(entry, "sinks.0")

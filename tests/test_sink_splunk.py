@@ -14,6 +14,7 @@ import yaml
 from conftest import Pki, make_pipeline, wait_until
 from connector.model import Finding
 from emulators.splunk import SplunkEmulator
+from support.sites import site
 from support.web import tls_context
 
 TOKEN = "11111111-2222-3333-4444-555555555555"
@@ -167,8 +168,6 @@ def test_doctor_reports_hec_health(tmp_path: Path) -> None:
 
 
 def test_splunk_setup_creates_index_and_input_and_verify_finds_the_scan(tmp_path: Path, pki: Pki) -> None:
-    from support.sites import site
-
     config = tmp_path / "config.yaml"
     with SplunkEmulator(indexes=("main",)) as splunk, \
             site("verify.test", pki.intermediate.issue(["verify.test"])) as good:
