@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -255,12 +254,12 @@ class Finding(BaseModel):
     def target(self) -> Target:
         return Target(self.asset, self.port, self.path, self.scheme)
 
-    @cached_property
+    @property
     def fingerprint(self) -> str:
         """Stable across scans: the same rule on the same asset and target always has the same fingerprint."""
         return fingerprint(self.rule_id, self.asset.id, self.target.key, self.subject)
 
-    @cached_property
+    @property
     def event_id(self) -> str:
         """Deterministic per scan, so a re-sent event is recognised as the same event by every sink."""
         return hashlib.sha256(f"{self.fingerprint}|{self.scan_id}".encode()).hexdigest()[:32]
