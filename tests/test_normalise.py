@@ -18,6 +18,7 @@ from connector.normalise import Normaliser
 from connector.normalise.cef import escape_extension, escape_header
 from connector.normalise.ecs import ecs_reference
 from connector.resources import mappings_dir
+from support.cef import parse_cef
 from support.pki import self_signed
 from support.sites import site
 
@@ -106,33 +107,6 @@ def hostile_finding(**changes: Any) -> Finding:
                 scan_id="scan-1", observed_at=now, first_seen=now, last_seen=now,
                 evidence={"weird": "x=y|z\n"})
     return Finding(**{**base, **changes})
-
-
-def parse_cef(line: str) -> tuple[list[str], dict[str, str]]:
-    """A strict reader of the CEF grammar (Elastic's decode_cef): the inverse of what the encoder must do."""
-    header, fields, current, index = [], [], "", 0
-    while len(fields) < 7:
-        char = line[index]
-        if char == "\\" and line[index + 1] in "\\|":
-            current += line[index + 1]
-            index += 2
-            continue
-        if char == "|":
-            fields.append(current)
-            current = ""
-        else:
-            current += char
-        index += 1
-    header = fields
-    extension = line[index:]
-    pairs = {}
-    keys = list(re.finditer(r"(?:^| )([A-Za-z0-9]+)=", extension))
-    for position, match in enumerate(keys):
-        end = keys[position + 1].start() if position + 1 < len(keys) else len(extension)
-        raw = extension[match.end():end]
-        value = re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r"}.get(m.group(1), m.group(1)), raw)
-        pairs[match.group(1)] = value
-    return header, pairs
 
 
 def test_cef_escaping_round_trips_hostile_values(normaliser: Normaliser) -> None:

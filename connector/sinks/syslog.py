@@ -169,10 +169,23 @@ class SyslogSink(Sink):
             return True
 
     def _close(self) -> None:
-        if self._socket is not None:
-            with contextlib.suppress(OSError):
-                self._socket.close()
-            self._socket = None
+        """End the connection gracefully: close_notify for TLS, FIN for TCP, after reading what the peer sent.
+
+        A plain close() with unread bytes in our receive buffer (a TLS 1.3 server's session tickets, which a
+        sender never reads) makes the kernel send RST, and the receiver then drops events it has not read yet.
+        """
+        connection, self._socket = self._socket, None
+        if connection is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            connection.settimeout(1.0)
+            if isinstance(connection, ssl.SSLSocket):
+                connection = connection.unwrap()
+            connection.shutdown(socket.SHUT_WR)
+            while connection.recv(4096):
+                pass
+        with contextlib.suppress(OSError):
+            connection.close()
 
     def close(self) -> None:
         self._close()
