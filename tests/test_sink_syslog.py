@@ -17,8 +17,6 @@ from support import rsyslog
 from support.cef import parse_cef
 from support.rsyslog import Rsyslog
 
-
-
 pytestmark = pytest.mark.needs_rsyslog
 
 
