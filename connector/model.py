@@ -262,7 +262,11 @@ class Finding(BaseModel):
     @property
     def event_id(self) -> str:
         """Deterministic per scan, so a re-sent event is recognised as the same event by every sink."""
-        return hashlib.sha256(f"{self.fingerprint}|{self.scan_id}".encode()).hexdigest()[:32]
+        return event_id(self.fingerprint, self.scan_id)
+
+
+def event_id(finding_fingerprint: str, scan_id: str) -> str:
+    return hashlib.sha256(f"{finding_fingerprint}|{scan_id}".encode()).hexdigest()[:32]
 
 
 def fingerprint(rule_id: str, asset_id: str, target_key: str, subject: str | None) -> str:

@@ -82,7 +82,7 @@ class Normaliser:
             "scan_id": finding.scan_id,
         }
         return NewEvent(
-            event_id=finding.event_id,
+            event_id=context["finding"]["event_id"],
             meta=orjson.dumps(meta).decode(),
             ecs=orjson.dumps(document) if document is not None else None,
             cef=self.cef_encoder.encode(context) if "cef" in formats else None,

@@ -13,7 +13,7 @@ from typing import Any
 
 from connector import __version__
 from connector.catalog import Catalog, Rule
-from connector.model import Asset, Finding, Status
+from connector.model import Asset, Finding, Status, event_id, fingerprint
 
 EVALUATION = {Status.PASS: "passed", Status.FAIL: "failed", Status.ERROR: "unknown"}
 OUTCOME = {Status.PASS: "success", Status.FAIL: "failure", Status.ERROR: "unknown"}
@@ -48,12 +48,13 @@ class ContextBuilder:
                           "name": runtime.name or runtime.hostname}
         self.catalog_part = {"name": catalog.name, "version": catalog.version}
         self._rules: dict[str, dict[str, Any]] = {}
-        self._assets: dict[Asset, dict[str, Any]] = {}
+        self._assets: dict[str, dict[str, Any]] = {}
 
     def build(self, finding: Finding) -> dict[str, Any]:
         asset = finding.asset
         rule = self._rule(finding.rule_id)
         target = finding.target
+        marker = fingerprint(finding.rule_id, asset.id, target.key, finding.subject)
         return {
             "finding": {
                 "rule_id": finding.rule_id,
@@ -66,8 +67,8 @@ class ContextBuilder:
                 "risk_score": self.scoring.risk(finding.severity.value, asset.criticality.value),
                 "message": finding.message,
                 "summary": f"{rule['name']}: {finding.message}",
-                "fingerprint": finding.fingerprint,
-                "event_id": finding.event_id,
+                "fingerprint": marker,
+                "event_id": event_id(marker, finding.scan_id),
                 "scan_id": finding.scan_id,
                 "observed_at": finding.observed_at,
                 "first_seen": finding.first_seen,
@@ -108,7 +109,7 @@ class ContextBuilder:
         return cached
 
     def _asset(self, asset: Asset) -> dict[str, Any]:
-        cached = self._assets.get(asset)
+        cached = self._assets.get(asset.id)
         if cached is None:
             cached = {
                 "id": asset.id,
@@ -118,5 +119,5 @@ class ContextBuilder:
                 "owner": asset.owner,
                 "tags": list(asset.tags),
             }
-            self._assets[asset] = cached
+            self._assets[asset.id] = cached
         return cached

@@ -96,24 +96,38 @@ def _path_getter(path: str) -> Getter:
     return get
 
 
-def compile_source(spec: Any, lookups: Mapping[str, Mapping[str, Any]], where: str) -> Getter:
-    """Turn one right-hand side of a mapping file into a getter; ``where`` names it in error messages."""
+@dataclass(frozen=True)
+class Source:
+    """One right-hand side of a mapping file, parsed and validated."""
+
+    paths: tuple[str, ...] = ()
+    constant: Any = None
+    is_constant: bool = False
+    table: Mapping[str, Any] | None = None
+    transform: Callable[[Any], Any] | None = None
+    default: Any = None
+
+    @property
+    def single_path(self) -> str | None:
+        return self.paths[0] if len(self.paths) == 1 else None
+
+
+def parse_source(spec: Any, lookups: Mapping[str, Mapping[str, Any]], where: str) -> Source:
+    """Validate one right-hand side; ``where`` names it in error messages."""
     if isinstance(spec, str):
-        return _path_getter(spec)
+        return Source(paths=(spec,))
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: expected a source path or a mapping, got {spec!r}")
     unknown = set(spec) - {"value", "from", "lookup", "transform", "default"}
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     if "value" in spec:
-        constant = spec["value"]
-        return lambda _context: constant
+        return Source(constant=spec["value"], is_constant=True)
     sources = spec.get("from")
     paths = [sources] if isinstance(sources, str) else sources
     if not paths or not all(isinstance(path, str) for path in paths):
         raise ConfigError(f"{where}: 'from' must be a path or a list of paths")
-    getters = [_path_getter(path) for path in paths]
-    table: Mapping[str, Any] | None = None
+    table = None
     if "lookup" in spec:
         if spec["lookup"] not in lookups:
             raise ConfigError(f"{where}: unknown lookup {spec['lookup']!r} (defined: {sorted(lookups)})")
@@ -123,31 +137,43 @@ def compile_source(spec: Any, lookups: Mapping[str, Mapping[str, Any]], where: s
         if spec["transform"] not in TRANSFORMS:
             raise ConfigError(f"{where}: unknown transform {spec['transform']!r} (known: {sorted(TRANSFORMS)})")
         transform = TRANSFORMS[spec["transform"]]
-    default = spec.get("default")
+    return Source(tuple(paths), table=table, transform=transform, default=spec.get("default"))
+
+
+def getter(source: Source) -> Getter:
+    if source.is_constant:
+        constant = source.constant
+        return lambda _context: constant
+    getters = [_path_getter(path) for path in source.paths]
+    if len(getters) == 1 and source.table is None and source.transform is None and source.default is None:
+        return getters[0]
 
     def get(context: Context) -> Any:
         value = None
-        for getter in getters:
-            value = getter(context)
+        for path_getter in getters:
+            value = path_getter(context)
             if not is_empty(value):
                 break
         if is_empty(value):
-            return default
-        if table is not None:
-            value = table.get(str(value), default)
-        if transform is not None and value is not None:
-            value = transform(value)
+            return source.default
+        if source.table is not None:
+            value = source.table.get(str(value), source.default)
+        if source.transform is not None and value is not None:
+            value = source.transform(value)
         return value
 
     return get
+
+
+def compile_source(spec: Any, lookups: Mapping[str, Mapping[str, Any]], where: str) -> Getter:
+    return getter(parse_source(spec, lookups, where))
 
 
 @dataclass(frozen=True)
 class FieldRule:
     target: str
     path: tuple[str, ...]
-    get: Getter
-    source: str | None = None  # the plain source path, when the right-hand side is just a path
+    source: Source
 
 
 def compile_fields(
@@ -156,8 +182,7 @@ def compile_fields(
     if not isinstance(fields, Mapping):
         raise ConfigError(f"{where}: 'fields' must be a mapping of target field to source")
     return [
-        FieldRule(str(target), tuple(str(target).split(".")), compile_source(spec, lookups, f"{where}: {target}"),
-                  spec if isinstance(spec, str) else None)
+        FieldRule(str(target), tuple(str(target).split(".")), parse_source(spec, lookups, f"{where}: {target}"))
         for target, spec in fields.items()
     ]
 
@@ -169,71 +194,95 @@ def compile_document(rules: list[FieldRule]) -> Callable[[Context], dict[str, An
     """Generate one function that builds the nested document for all ``rules``.
 
     Normalising is on the shipping hot path (every event, tens of thousands a second in a backlog), so the
-    mapping is turned into straight-line Python once: plain paths become inline dict lookups, nested objects are
-    built directly instead of walked per field, and empty values are skipped without function calls.
+    mapping is turned into straight-line Python once: paths become inline dict lookups, lookups and transforms
+    are inlined, nested objects are built directly instead of walked per field, and empty values are skipped.
     """
-    tree: dict[str, Any] = {}
-    for index, rule in enumerate(rules):
-        node = tree
-        for part in rule.path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"{rule.target}: {part} is mapped both as a value and as an object")
-            node = child
-        leaf = rule.path[-1]
-        if leaf in node:
-            if isinstance(node[leaf], dict):
-                node[leaf][_SELF] = index  # a whole object merged with fields mapped inside it
-                continue
-            raise ConfigError(f"{rule.target} is mapped twice")
-        node[leaf] = index
-    lines = ["def build(ctx):"]
-    roots = sorted({rule.source.split(".", 1)[0] for rule in rules if rule.source and "." in rule.source})
-    lines += [f"    r_{name} = ctx.get({name!r})" for name in roots]
-    names = iter(range(10**6))
+    return _DocumentCompiler(rules).compile()
 
-    def expression(index: int) -> str:
-        rule = rules[index]
-        if rule.source is None:
-            return f"g{index}(ctx)"
-        head, *rest = rule.source.split(".")
-        if not rest:
-            return f"ctx.get({head!r})"
-        if len(rest) == 1:
-            return f"(r_{head}.get({rest[0]!r}) if type(r_{head}) is dict else None)"
-        return f"dig(r_{head}, {tuple(rest)!r})"
 
-    def emit(node: dict[str, Any], target: str, indent: str) -> None:
+class _DocumentCompiler:
+    def __init__(self, rules: list[FieldRule]) -> None:
+        self.rules = rules
+        self.lines = ["def build(ctx):"]
+        self.namespace: dict[str, Any] = {"C": _CONTAINERS}
+        self.names = iter(range(10**6))
+
+    def compile(self) -> Callable[[Context], dict[str, Any]]:
+        tree = self._tree()
+        roots = sorted({path.split(".", 1)[0] for rule in self.rules
+                        if (path := rule.source.single_path) and "." in path})
+        self.lines += [f"    r_{name} = ctx.get({name!r})" for name in roots]
+        self.lines.append("    d = {}")
+        self._emit(tree, "d", "    ")
+        self.lines.append("    return d")
+        exec(compile("\n".join(self.lines), "<mapping>", "exec"), self.namespace)
+        built: Callable[[Context], dict[str, Any]] = self.namespace["build"]
+        return built
+
+    def _tree(self) -> dict[str, Any]:
+        tree: dict[str, Any] = {}
+        for index, rule in enumerate(self.rules):
+            node = tree
+            for part in rule.path[:-1]:
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    raise ConfigError(f"{rule.target}: {part} is mapped both as a value and as an object")
+                node = child
+            leaf = rule.path[-1]
+            if leaf in node:
+                if isinstance(node[leaf], dict):
+                    node[leaf][_SELF] = index  # a whole object merged with fields mapped inside it
+                    continue
+                raise ConfigError(f"{rule.target} is mapped twice")
+            node[leaf] = index
+        return tree
+
+    def _emit(self, node: dict[str, Any], target: str, indent: str) -> None:
         for key, child in node.items():
             if key == _SELF:
                 continue
             if isinstance(child, dict):
-                name = f"d{next(names)}"
-                lines.append(f"{indent}{name} = {{}}")
-                emit(child, name, indent)
+                name = f"d{next(self.names)}"
+                self.lines.append(f"{indent}{name} = {{}}")
+                self._emit(child, name, indent)
                 if _SELF in child:
-                    lines.append(f"{indent}v = {expression(child[_SELF])}")
-                    lines.append(f"{indent}if type(v) is dict: {name} = {{**v, **{name}}}")
-                lines.append(f"{indent}if {name}: {target}[{key!r}] = {name}")
+                    self._load(child[_SELF], indent)
+                    self.lines.append(f"{indent}if type(v) is dict: {name} = {{**v, **{name}}}")
+                self.lines.append(f"{indent}if {name}: {target}[{key!r}] = {name}")
             else:
-                lines.append(f"{indent}v = {expression(child)}")
-                lines.append(f"{indent}if v is not None and v != '' and (type(v) not in C or v): {target}[{key!r}] = v")
+                self._load(child, indent)
+                self.lines.append(
+                    f"{indent}if v is not None and v != '' and (type(v) not in C or v): {target}[{key!r}] = v")
 
-    lines.append("    d = {}")
-    emit(tree, "d", "    ")
-    lines.append("    return d")
-    namespace: dict[str, Any] = {"C": _CONTAINERS, "dig": _dig}
-    namespace.update({f"g{index}": rule.get for index, rule in enumerate(rules)})
-    exec(compile("\n".join(lines), "<mapping>", "exec"), namespace)
-    built: Callable[[Context], dict[str, Any]] = namespace["build"]
-    return built
+    def _load(self, index: int, indent: str) -> None:
+        """Lines that leave the rule's value in ``v``: inline for one path, a getter call for several."""
+        source = self.rules[index].source
+        path = source.single_path
+        if source.is_constant:
+            self.namespace[f"K{index}"] = source.constant
+            self.lines.append(f"{indent}v = K{index}")
+            return
+        if path is None:
+            self.namespace[f"g{index}"] = getter(source)
+            self.lines.append(f"{indent}v = g{index}(ctx)")
+            return
+        self.lines.extend(indent + line for line in _path_lines(path))
+        if source.table is None and source.transform is None and source.default is None:
+            return
+        self.namespace[f"D{index}"] = source.default
+        self.lines.append(f"{indent}if v is None or v == '' or (type(v) in C and not v): v = D{index}")
+        if source.table is not None:
+            self.namespace[f"L{index}"] = source.table
+            self.lines.append(f"{indent}else: v = L{index}.get(str(v), D{index})")
+        if source.transform is not None:
+            self.namespace[f"T{index}"] = source.transform
+            self.lines.append(f"{indent}if v is not None: v = T{index}(v)")
 
 
-def _dig(value: Any, parts: tuple[str, ...]) -> Any:
-    for part in parts:
-        if type(value) is not dict:
-            return None
-        value = value.get(part)
-        if value is None:
-            return None
-    return value
+def _path_lines(path: str) -> list[str]:
+    head, *rest = path.split(".")
+    if not rest:
+        return [f"v = ctx.get({head!r})"]
+    lines = [f"v = r_{head}.get({rest[0]!r}) if type(r_{head}) is dict else None"]
+    lines += [f"v = v.get({part!r}) if type(v) is dict else None" for part in rest[1:]]
+    return lines
