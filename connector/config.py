@@ -78,6 +78,7 @@ class Config(BaseModel):
     sinks: list[dict[str, Any]] = Field(default_factory=list)
     spool: SpoolConfig = SpoolConfig()
     metrics_port: int | None = Field(default=None, ge=1, le=65535, description="serve Prometheus metrics here")
+    metrics_address: str = Field(default="127.0.0.1", description="0.0.0.0 to let a cluster scraper reach it")
     state_dir: Path = Path("connector-state")
     shutdown_grace: Duration = Field(default=timedelta(seconds=10), description="on SIGTERM, wait this long")
     mappings_dir: Path | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,10 @@ def test_version_and_module_entry_point() -> None:
 
 def test_the_shipped_example_configuration_is_valid() -> None:
     example = Path(__file__).parent.parent / "deploy" / "config.example.yaml"
-    done = connector("validate", "-c", str(example))
+    missing = connector("validate", "-c", str(example))
+    assert missing.returncode == 1 and "environment variable SPLUNK_HEC_TOKEN is not set" in missing.stderr
+    secrets = {"SPLUNK_HEC_TOKEN": "x" * 36, "SPLUNK_MGMT_TOKEN": "y" * 40, "ES_API_KEY": "z" * 40}
+    done = subprocess.run([sys.executable, "-m", "connector", "validate", "-c", str(example)], capture_output=True,
+                          text=True, check=False, env={**os.environ, **secrets})
     assert done.returncode == 0, done.stderr
-    assert "valid: 3 asset(s), 3 check(s)" in done.stdout
+    assert "valid: 3 asset(s), 3 check(s)" in done.stdout and "4 sink(s)" in done.stdout

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from connector.model import Asset, Criticality
 from connector.scheduler import next_slot, scan_id
 from support.fake_tls import TLS12, LegacyServer
 from support.sites import site
+from support.web import closed_port
 
 START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -127,3 +129,28 @@ def test_sigterm_during_a_hung_scan_leaves_the_slot_to_rerun_with_the_same_ids(p
              "print(dict(db.execute('select asset_id, completed from schedule')))",
              str(tmp_path / "state" / "state.sqlite")], capture_output=True, text=True, check=True)
     assert state.stdout.strip() == "{'ok.test': 1, 'hung.test': 0}"
+
+
+def test_metrics_endpoint_counts_what_the_sidecar_did(pki: Pki, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    port = closed_port()
+    with site("metrics.test", pki.intermediate.issue(["metrics.test"])) as good:
+        config = write_config(tmp_path / "config.yaml", pki, [good.asset], events, metrics_port=port)
+        process = subprocess.Popen([sys.executable, "-m", "connector", "run", "-c", str(config)],
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: len(read_events(events)) > 0)
+
+            def delivered() -> str:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                    return response.read().decode()
+
+            wait_for(lambda: 'connector_events_delivered_total{sink="file"}' in delivered())
+            text = delivered()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=15)
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    spooled = float(samples["connector_events_spooled_total"])
+    assert spooled == len(read_events(events))
+    assert 'connector_findings_total{status="pass"}' in text

@@ -3,7 +3,9 @@ rejection, retries, indexer acknowledgement, TLS, and the management-port setup 
 
 from __future__ import annotations
 
+import configparser
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,8 @@ import yaml
 
 from conftest import Pki, make_pipeline, wait_until
 from connector.model import Finding
+from connector.resources import mappings_dir
+from connector.siem import elastic
 from emulators.splunk import SplunkEmulator
 from support.sites import site
 from support.web import tls_context
@@ -207,3 +211,20 @@ def test_hec_body_is_exactly_what_splunk_parses(tmp_path: Path, catalog, scanned
         value, position = decoder.raw_decode(body.decode(), position)
         objects.append(value)
     assert len(objects) == 5 and all(set(o) >= {"time", "host", "source", "sourcetype", "event"} for o in objects)
+
+
+def test_the_splunk_add_on_only_refers_to_fields_the_connector_emits() -> None:
+    """props.conf and eventtypes.conf name ECS fields; renaming one in ecs.yaml must not silently break CIM."""
+    add_on = mappings_dir() / "splunk" / "TA-postern" / "default"
+    props = configparser.ConfigParser(interpolation=None, strict=True)
+    props.read(add_on / "props.conf")
+    emitted = set(elastic.field_types())
+    referenced = {name.removesuffix("{}") for value in props["postern:finding"].values()
+                  for name in re.findall(r"'([a-z_@][a-z0-9_.{}]*)'", value)}
+    eventtypes = (add_on / "eventtypes.conf").read_text()
+    referenced |= set(re.findall(r'"([a-z_]+\.[a-z0-9_.]+)"=', eventtypes))
+    assert referenced and referenced <= emitted, sorted(referenced - emitted)
+    tags = configparser.ConfigParser(interpolation=None)
+    tags.read(add_on / "tags.conf")
+    assert {section.split("=", 1)[1] for section in tags.sections()} <= set(
+        re.findall(r"^\[(\w+)\]", eventtypes, re.M))
