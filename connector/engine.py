@@ -115,7 +115,7 @@ async def _run_job(
     timeout = ctx.settings.check_timeout
     try:
         async with asyncio.timeout(timeout):
-            observation = await check.observe(target, ctx)
+            observation = await check.observe(target, ctx, configured.settings)
         outcome = check.judge(target, observation, configured.settings, ctx.now)
     except ProbeError as exc:
         return [_error(check.name, str(exc), "unreachable")], {}

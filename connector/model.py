@@ -81,6 +81,10 @@ class Asset(BaseModel):
     ports: tuple[Port, ...] = Field(default=(443,), description="TLS service ports")
     http_port: Port | None = Field(default=80, description="plain-HTTP port checked for redirects; null: none")
     routes: tuple[str, ...] = Field(default=("/",), description="key routes (paths) of the site")
+    sensitive_routes: tuple[str, ...] = Field(
+        default=(), description="authenticated or personal areas: must not be cached (Cache-Control: no-store)")
+    expected_ports: tuple[Port, ...] = Field(default=(80, 443), description="ports allowed to be open")
+    scan_ports: tuple[Port, ...] | None = Field(default=None, description="ports to probe; none: a default list")
     criticality: Criticality = Criticality.MEDIUM
     owner: str | None = None
     tags: tuple[str, ...] = ()
@@ -130,7 +134,15 @@ class Asset(BaseModel):
     def _valid_http_port(cls, value: int | None) -> int | None:
         return None if value is None else _check_port(value)
 
-    @field_validator("routes")
+    @field_validator("expected_ports", "scan_ports")
+    @classmethod
+    def _valid_port_lists(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None:
+            for port in value:
+                _check_port(port)
+        return value
+
+    @field_validator("routes", "sensitive_routes")
     @classmethod
     def _valid_routes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for route in value:

@@ -22,6 +22,7 @@ from connector.probes.http import HttpFetcher
 from connector.probes.tls.prober import TlsProber
 from connector.probes.tls.trust import TrustStore, load_trust_store
 from connector.probes.tls.x509 import utc_now
+from connector.probes.web import WebProbe
 
 ObservationT = TypeVar("ObservationT")
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
@@ -86,6 +87,10 @@ class ScanContext:
             )
         return self._http
 
+    def web(self, asset: Asset) -> WebProbe:
+        """The asset's pages, fetched once per scan for every check that reads them."""
+        return self.shared("web", (asset.id,), lambda: WebProbe(asset, self.http, self.settings.connections_per_host))
+
     def plain_http_client(self) -> httpx.AsyncClient:
         """For fetching public artefacts (AIA issuers, policies) where no address pinning is wanted."""
         return self.http.client(verify=True)
@@ -124,8 +129,8 @@ class Check(ABC, Generic[ObservationT, SettingsT]):
         return [Target(asset)]
 
     @abstractmethod
-    async def observe(self, target: Target, ctx: ScanContext) -> ObservationT:
-        """Network I/O only. Raise ProbeError when the target cannot be observed."""
+    async def observe(self, target: Target, ctx: ScanContext, settings: SettingsT) -> ObservationT:
+        """Network I/O only (settings bound it: timeouts, crawl depth). Raise ProbeError if it cannot observe."""
 
     @abstractmethod
     def judge(self, target: Target, observation: ObservationT, settings: SettingsT, now: datetime) -> CheckOutcome:

@@ -47,7 +47,7 @@ class CertificateCheck(Check[CertificateObservation, CertificateSettings]):
     def targets(self, asset: Asset) -> list[Target]:
         return [Target(asset, port, scheme="https") for port in asset.ports]
 
-    async def observe(self, target: Target, ctx: ScanContext) -> CertificateObservation:
+    async def observe(self, target: Target, ctx: ScanContext, settings: CertificateSettings) -> CertificateObservation:
         ders, obtained_from = await ctx.tls_prober(target.asset, target.endpoint()).served_chain()
         certificates = [parse_certificate(der) for der in ders]
         trust = await assess_trust(certificates, ctx.trust_store, ctx.now, ctx.plain_http_client())

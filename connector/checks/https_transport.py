@@ -78,7 +78,7 @@ class HttpsTransportCheck(Check[TransportObservation, TransportSettings]):
     def targets(self, asset: Asset) -> list[Target]:
         return [Target(asset, asset.https_port, scheme="https")]
 
-    async def observe(self, target: Target, ctx: ScanContext) -> TransportObservation:
+    async def observe(self, target: Target, ctx: ScanContext, settings: TransportSettings) -> TransportObservation:
         asset = target.asset
         https = await _probe_https(ctx, f"https://{host_port(asset.host, asset.https_port, 443)}/", asset.address)
         redirects = None

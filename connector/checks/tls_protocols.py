@@ -129,7 +129,7 @@ class TlsProtocolCheck(Check[ProtocolObservation, NoSettings]):
     def targets(self, asset: Asset) -> list[Target]:
         return [Target(asset, port, scheme="https") for port in asset.ports]
 
-    async def observe(self, target: Target, ctx: ScanContext) -> ProtocolObservation:
+    async def observe(self, target: Target, ctx: ScanContext, settings: NoSettings) -> ProtocolObservation:
         prober = ctx.tls_prober(target.asset, target.endpoint())
         versions = await probe_versions(prober)
         if all(verdict.accepted is None for verdict in versions.values()):

@@ -74,11 +74,15 @@ class HttpFetcher:
             )
         return self._clients[verify]
 
-    async def get(self, url: str, *, address: str | None = None, verify: bool = True) -> Fetched:
-        """GET ``url``; raises TlsVerificationError for a bad certificate, ProbeError for anything else."""
+    async def get(
+        self, url: str, *, address: str | None = None, verify: bool = True, headers: dict[str, str] | None = None,
+        method: str = "GET",
+    ) -> Fetched:
+        """Request ``url`` (GET unless told); TlsVerificationError for a bad certificate, ProbeError otherwise."""
         parts = urlsplit(url)
         host = parts.hostname or ""
-        request_url, headers, extensions = url, {}, {}
+        request_url, extensions = url, {}
+        headers = dict(headers or {})
         if address:
             netloc = f"[{address}]" if ":" in address else address
             if parts.port:
@@ -88,7 +92,7 @@ class HttpFetcher:
             extensions["sni_hostname"] = host
         client = self.client(verify)
         try:
-            request = client.build_request("GET", request_url, headers=headers, extensions=extensions)
+            request = client.build_request(method, request_url, headers=headers, extensions=extensions)
             response = await client.send(request, stream=True)
             try:
                 body = bytearray()

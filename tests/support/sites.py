@@ -56,3 +56,51 @@ def _format(route: Route, origin: str) -> Route:
         headers = [(name, value.replace("{https}", origin)) for name, value in route.headers]
         return Reply(route.status, headers, route.body)
     return route
+
+
+NONCE = "r4nd0mN0nce"
+HARDENED_CSP = (f"default-src 'self'; script-src 'nonce-{NONCE}' 'strict-dynamic'; object-src 'none'; "
+                "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+HARDENED_HEADERS: list[tuple[str, str]] = [
+    HARDENED_HSTS,
+    ("Content-Security-Policy", HARDENED_CSP),
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+    ("Cross-Origin-Embedder-Policy", "require-corp"),
+    ("Server", "nginx"),
+]
+SESSION_COOKIE = ("Set-Cookie", "__Host-session=0a1b2c; Secure; HttpOnly; SameSite=Lax; Path=/")
+CDN_SCRIPT = ('<script src="https://cdn.example.com/lib.js" integrity="sha384-oqVuAfXRKap7fdgcCY5uykM6+R9GqQ8K/ux'
+              'yvS7I2hDMOy2zJp1szMhrOP9RWKMSB" crossorigin="anonymous" nonce="' + NONCE + '"></script>')
+
+
+def page(body: str, title: str = "Postern test site") -> bytes:
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>{title}</title></head>"
+            f"<body>{body}</body></html>").encode()
+
+
+def hardened_routes(*, extra_headers: list[tuple[str, str]] | None = None, drop: tuple[str, ...] = (),
+                    home: bytes | None = None, login_headers: list[tuple[str, str]] | None = None,
+                    cookie: tuple[str, str] | None = SESSION_COOKIE) -> dict[str, Route]:
+    """A site that does everything right; arguments introduce exactly one flaw for a test."""
+    headers = [header for header in HARDENED_HEADERS if header[0].lower() not in {name.lower() for name in drop}]
+    headers += extra_headers or []
+    home_body = home or page(
+        f'<script nonce="{NONCE}">window.ready = true;</script>{CDN_SCRIPT}'
+        '<link rel="stylesheet" href="/style.css"><img src="/logo.png" alt="logo">'
+        '<a href="/login">Sign in</a> <a href="/about">About</a> <a href="/logout">Sign out</a>')
+    with_cookie = headers + ([cookie] if cookie else [])
+    return {
+        "/": Reply(200, with_cookie, home_body),
+        "/about": Reply(200, headers, page('<p>About us. <a href="/">Home</a></p>')),
+        "/login": Reply(200, headers + (login_headers if login_headers is not None
+                                        else [("Cache-Control", "no-store")]),
+                        page('<form method="post" action="/login"><input name="user">'
+                             '<input type="password" name="pass"><button>Go</button></form>')),
+        "/style.css": Reply(200, [*headers, ("Content-Type", "text/css")], b"body{}"),
+        "/logo.png": Reply(200, [*headers, ("Content-Type", "image/png")], b"\x89PNG\r\n\x1a\n"),
+    }

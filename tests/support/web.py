@@ -50,6 +50,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(reply.body)
         self.server.hits.append(path)
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """Like http.server's, minus its Server header: each test decides what the server advertises."""
+        self.send_response_only(code, message)
+        self.send_header("Date", self.date_time_string())
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 

@@ -1,0 +1,109 @@
+"""Pages of a site as a browser lands on them, fetched once per scan and shared by the header, grade, content and
+exposure checks.
+
+A page is fetched over HTTPS with certificate verification (and again without it, when verification fails, so
+the headers can still be judged); redirects are followed while they stay on the same origin, the way a browser
+reaches the page a user sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from functools import cached_property
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from selectolax.lexbor import LexborHTMLParser
+
+from connector.errors import ProbeError
+from connector.model import Asset
+from connector.probes.http import Fetched, HttpFetcher, TlsVerificationError
+
+MAX_SAME_ORIGIN_REDIRECTS = 5
+
+
+@dataclass(frozen=True)
+class Page:
+    requested: str
+    url: str  # where the same-origin redirects ended
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    certificate_valid: bool
+    redirects: tuple[str, ...] = ()
+
+    def header_values(self, name: str) -> list[str]:
+        return self.headers.get_list(name)
+
+    @property
+    def is_html(self) -> bool:
+        content_type = self.headers.get("content-type", "")
+        return "html" in content_type.lower() or (not content_type and self.body.lstrip()[:1] == b"<")
+
+    @cached_property
+    def html(self) -> LexborHTMLParser | None:
+        if not self.is_html or not self.body:
+            return None
+        return LexborHTMLParser(self.body.decode("utf-8", "replace"))
+
+    @property
+    def path(self) -> str:
+        parts = urlsplit(self.url)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def origin_of(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    default = 443 if parts.scheme == "https" else 80
+    return (parts.scheme, parts.hostname or "", parts.port or default)
+
+
+class WebProbe:
+    """Memoised GETs for one asset: the same URL (and Origin header) is fetched once per scan."""
+
+    def __init__(self, asset: Asset, http: HttpFetcher, parallel: int = 4) -> None:
+        self.asset = asset
+        self.http = http
+        self.base = _base_url(asset)
+        self._pages: dict[tuple[str, str | None], asyncio.Task[Page]] = {}
+        self._gate = asyncio.Semaphore(parallel)
+
+    def url(self, path: str) -> str:
+        return urljoin(self.base + "/", path.lstrip("/")) if not path.startswith(("http://", "https://")) else path
+
+    async def page(self, path: str, *, origin: str | None = None, follow: bool = True) -> Page:
+        key = (self.url(path) + ("" if follow else "#nofollow"), origin)
+        task = self._pages.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._fetch(self.url(path), origin, follow))
+            self._pages[key] = task
+        return await task
+
+    async def _fetch(self, url: str, origin: str | None, follow: bool) -> Page:
+        headers = {"Origin": origin} if origin else None
+        redirects: list[str] = []
+        current = url
+        async with self._gate:
+            for _ in range(MAX_SAME_ORIGIN_REDIRECTS + 1):
+                response, valid = await self._get(current, headers)
+                location = urljoin(current, response.location or "") if response.is_redirect else None
+                if not follow or location is None or origin_of(location) != origin_of(current):
+                    return Page(url, current, response.status, response.headers, response.body, valid,
+                                tuple(redirects))
+                redirects.append(f"{response.status} {current} -> {location}")
+                current = location
+        raise ProbeError(f"{url}: more than {MAX_SAME_ORIGIN_REDIRECTS} redirects on one origin")
+
+    async def _get(self, url: str, headers: dict[str, str] | None) -> tuple[Fetched, bool]:
+        address = self.asset.address if urlsplit(url).hostname == self.asset.host else None
+        try:
+            return await self.http.get(url, address=address, headers=headers), True
+        except TlsVerificationError:
+            return await self.http.get(url, address=address, headers=headers, verify=False), False
+
+
+def _base_url(asset: Asset) -> str:
+    host = f"[{asset.host}]" if ":" in asset.host else asset.host
+    port = "" if asset.https_port == 443 else f":{asset.https_port}"
+    return f"https://{host}{port}"
