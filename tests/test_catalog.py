@@ -16,7 +16,6 @@ from connector.errors import ConfigError
 from connector.resources import mappings_dir
 
 
-
 def test_every_rule_is_emitted_by_its_check_and_every_emitted_rule_is_catalogued(catalog) -> None:
     checks = available_checks()
     prefixes = "|".join(sorted({rule.id.split(".")[0] for rule in catalog}))

@@ -10,8 +10,8 @@ from connector.observatory import (
     GRADES,
     SCORE_TABLE,
     Response,
-    SiteResponses,
     ScoredResult,
+    SiteResponses,
     grade,
     grade_for,
     score,
@@ -55,7 +55,8 @@ CSP = "content-security-policy"
         ("script-src 'none'", "csp-implemented-with-unsafe-inline"),  # object-src falls back to *
         ("default-src 'none'; script-src https://*", "csp-implemented-with-unsafe-inline"),
         ("default-src 'none'; script-src http://mozilla.org", "csp-implemented-with-insecure-scheme"),
-        ("default-src 'none'; img-src http://mozilla.org", "csp-implemented-with-insecure-scheme-in-passive-content-only"),
+        ("default-src 'none'; img-src http://mozilla.org",
+         "csp-implemented-with-insecure-scheme-in-passive-content-only"),
         ("default-src 'none'; script-src 'unsafe-eval'", "csp-implemented-with-unsafe-eval"),
         ("object-src 'none'; script-src 'none'; style-src 'unsafe-inline'",
          "csp-implemented-with-unsafe-inline-in-style-src-only"),
@@ -192,7 +193,8 @@ def test_hsts_results(header: str | None, https: bool, verified: bool, preloaded
     [
         (b"<p>no scripts</p>", "text/html", "sri-not-implemented-but-no-scripts-loaded"),
         (b"{}", "application/json", "sri-not-implemented-response-not-html"),
-        (b'<script src="/a.js"></script>', "text/html", "sri-not-implemented-but-all-scripts-loaded-from-secure-origin"),
+        (b'<script src="/a.js"></script>', "text/html",
+         "sri-not-implemented-but-all-scripts-loaded-from-secure-origin"),
         (b'<script src="https://cdn.example.com/a.js"></script>', "text/html",
          "sri-not-implemented-but-all-scripts-loaded-from-secure-origin"),  # same registrable domain
         (b'<script src="https://cdn.other.org/a.js" integrity="sha384-x"></script>', "text/html",

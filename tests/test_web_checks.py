@@ -10,11 +10,13 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import pytest
 
 from conftest import Pki, errors, failing, result, run_scan
-from connector.model import Asset, Finding, Severity, Status
+from connector.checks.ports import OpenPort, PortObservation, PortsCheck, PortSettings
+from connector.model import Asset, Finding, Severity, Status, Target
 from support.sites import HARDENED_HEADERS, NONCE, SESSION_COOKIE, hardened_routes, page, site
 from support.web import Reply, closed_port
 
@@ -30,7 +32,7 @@ def web_site(pki: Pki, name: str = "www.web.test", **routes_kwargs: object) -> I
     with site(name, pki.intermediate.issue([name]), https_routes=routes) as hosted:
         if default is not None:
             hosted.https.routes.setdefault("__default__", default)
-            hosted.https._server.default = default  # noqa: SLF001 - the soft-404 variant answers every path
+            hosted.https._server.default = default
         asset = hosted.asset
         yield asset.model_copy(update={
             "expected_ports": (asset.https_port, asset.http_port),
@@ -235,10 +237,6 @@ def test_an_unexpected_open_port_is_reported_with_its_banner(pki: Pki, catalog) 
 
 
 def test_well_known_service_ports_carry_their_severity(catalog) -> None:
-    from connector.checks.ports import PortObservation, PortSettings, PortsCheck, OpenPort
-    from connector.model import Target
-    from datetime import datetime, UTC
-
     asset = Asset(host="db.test", expected_ports=(443,))
     outcome = PortsCheck().judge(Target(asset), PortObservation((443, 6379), (OpenPort(6379, ""),), {}),
                                  PortSettings(), datetime.now(UTC))
