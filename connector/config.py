@@ -63,6 +63,9 @@ class SpoolConfig(BaseModel):
     max_events: int = Field(default=5_000_000, ge=100)
     max_bytes: ByteSize = Field(default=2 * 1024**3, ge=1024 * 1024)
     overflow: OverflowPolicy = OverflowPolicy.DROP_OLDEST
+    block_timeout: Duration = Field(default=timedelta(minutes=10),
+                                    description="overflow=block: how long a scan waits for room before giving up")
+    max_dead_letters: int = Field(default=100_000, ge=1)
     fsync: bool = Field(default=False, description="fsync every commit: survives power loss, not just crashes")
 
 

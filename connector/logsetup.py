@@ -83,7 +83,10 @@ class TextFormatter(logging.Formatter):
             f"{key}={value}" for key, value in record.__dict__.items() if key not in _STANDARD_ATTRIBUTES
         )
         line = f"{record.levelname.lower():7} {record.name}: {record.getMessage()}"
-        return f"{line} {extras}".rstrip()
+        line = f"{line} {extras}".rstrip()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        return f"{line}\n{record.exc_text}" if record.exc_text else line
 
 
 def configure(level: str = "warning", json_lines: bool = False) -> None:
@@ -95,3 +98,13 @@ def configure(level: str = "warning", json_lines: bool = False) -> None:
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpcore", "elastic_transport", "urllib3", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    threading.excepthook = _log_thread_crash
+
+
+def _log_thread_crash(args: threading.ExceptHookArgs) -> None:
+    """A crashed background thread is logged (and redacted) like everything else, not dumped raw on stderr."""
+    if args.exc_type is SystemExit:
+        return
+    thread = args.thread.name if args.thread else "?"
+    logging.getLogger("connector").error("thread %s crashed: %s", thread, args.exc_type.__name__,
+                                         exc_info=args.exc_value)

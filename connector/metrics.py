@@ -9,5 +9,6 @@ EVENTS_DROPPED = Counter("connector_events_dropped", "Events deleted by the spoo
 EVENTS_DELIVERED = Counter("connector_events_delivered", "Events a sink accepted", ["sink"])
 EVENTS_DEAD_LETTERED = Counter("connector_events_dead_lettered", "Events a sink rejected for good", ["sink"])
 DELIVERY_RETRIES = Counter("connector_delivery_retries", "Batches retried after a transient failure", ["sink"])
+LAST_DELIVERY = Gauge("connector_last_delivery_timestamp_seconds", "When a sink last committed a batch", ["sink"])
 SPOOL_PENDING = Gauge("connector_spool_pending_events", "Events waiting for a sink", ["sink"])
 FINDINGS = Counter("connector_findings", "Findings produced by scans", ["status"])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import socket
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -29,21 +31,25 @@ class Pipeline:
         self.normaliser = normaliser
         self.sinks: list[Sink] = [build_sink(settings) for settings in config.sink_settings]
         self.formats = frozenset(fmt for sink in self.sinks for fmt in sink.formats)
-        spool = config.spool
-        self.spool = Spool(config.state_dir / "spool.sqlite", [sink.name for sink in self.sinks],
-                           max_events=spool.max_events, max_bytes=spool.max_bytes, overflow=spool.overflow,
-                           fsync=spool.fsync)
+        self.spool = open_spool(config, [sink.name for sink in self.sinks])
         self.shipping = Shipping(self.spool, self.sinks, **backoff)
+        self.stopping = threading.Event()  # ends a producer's wait for room (overflow: block)
+        self._rejected_before = self._rejected()
 
     def start(self) -> None:
         self.shipping.start()
 
-    def publish(self, findings: Sequence[Finding], timeout: float | None = None) -> None:
-        """Commit findings to the spool; returns once they are durable (the shippers take it from there)."""
+    def publish(self, findings: Sequence[Finding]) -> None:
+        """Commit findings to the spool; returns once they are durable (the shippers take it from there).
+
+        Raises SpoolError when they could not be written (full under ``block``, or a disk error): the caller
+        still holds them and must treat the scan as not delivered.
+        """
         if not self.sinks or not findings:
             return
         events = [self.normaliser.spool_event(finding, self.formats) for finding in findings]
-        dropped = self.spool.append(events, timeout=timeout)
+        dropped = self.spool.append(events, timeout=self.config.spool.block_timeout.total_seconds(),
+                                    stop=self.stopping)
         metrics.EVENTS_SPOOLED.inc(len(events))
         for finding in findings:
             metrics.FINDINGS.labels(finding.status.value).inc()
@@ -61,16 +67,35 @@ class Pipeline:
             rule_id=OVERFLOW_RULE, check="engine", status=Status.FAIL, severity=self.catalog[OVERFLOW_RULE].severity,
             message=f"the spool was full: the {dropped} oldest undelivered event(s) were dropped ({limits})",
             asset=asset, evidence={"dropped": dropped, "policy": self.spool.overflow.value},
-            scan_id=f"overflow-{now.timestamp():.0f}", observed_at=now, first_seen=now, last_seen=now,
+            scan_id=f"overflow-{secrets.token_hex(8)}", observed_at=now, first_seen=now, last_seen=now,
         )
         self.spool.append([self.normaliser.spool_event(finding, self.formats)])
 
     def drain(self, timeout: float) -> dict[str, int]:
+        """Wait for the sinks to take everything (or ``timeout``); returns events still pending per sink."""
         return self.shipping.drain(timeout)
 
+    def rejected_since_start(self) -> dict[str, int]:
+        """Events each sink rejected for good (now dead letters) since this pipeline was built."""
+        return {sink: count - self._rejected_before.get(sink, 0) for sink, count in self._rejected().items()}
+
+    def _rejected(self) -> dict[str, int]:
+        return {status.sink: status.rejected for status in self.spool.status().sinks}
+
     def stop(self, timeout: float = 10.0) -> None:
+        self.stopping.set()
         self.shipping.stop(timeout)
         self.spool.close()
+
+
+def open_spool(config: Config, sinks: Sequence[str] | None) -> Spool:
+    """The configured spool; ``sinks=None`` opens an existing one for inspection without touching cursors."""
+    settings = config.spool
+    path = config.state_dir / "spool.sqlite"
+    if sinks is None:
+        return Spool.existing(path)
+    return Spool(path, sinks, max_events=settings.max_events, max_bytes=settings.max_bytes,
+                 max_dead_letters=settings.max_dead_letters, overflow=settings.overflow, fsync=settings.fsync)
 
 
 def _own_host() -> str:

@@ -24,11 +24,13 @@ log = logging.getLogger(__name__)
 
 
 class Shipper:
+    # consecutive unexpected sink errors on one batch before its events are tried one at a time
+    ISOLATE_AFTER = 3
+
     def __init__(self, spool: Spool, sink: Sink, *, initial_backoff: float = 0.5, max_backoff: float = 60.0) -> None:
         self.spool = spool
         self.sink = sink
-        self.stopping = threading.Event()
-        self.idle = threading.Event()
+        self.stopping = sink.stopping  # one event: backoffs, ack polls and waits all end when it is set
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self._thread = threading.Thread(target=self._run, name=f"ship-{sink.name}", daemon=True)
@@ -39,23 +41,36 @@ class Shipper:
     def stop(self, timeout: float) -> None:
         self.stopping.set()
         self.spool.wake()  # a shipper waiting for new events
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _run(self) -> None:
-        try:
-            self._retrying(self.sink.open)
-        except RetryError:
-            return
+        """Ship until stopped; no error ends the thread, since a dead shipper would silently stop delivery."""
+        backoff = self.initial_backoff
+        opened = False
         while not self.stopping.is_set():
-            batch = self.spool.read(self.sink.name, self.sink.settings.batch_events, self.sink.settings.batch_bytes)
-            if not batch:
-                self.idle.set()
-                metrics.SPOOL_PENDING.labels(self.sink.name).set(0)
-                self.spool.wait(timeout=1.0)
-                continue
-            self.idle.clear()
-            self._deliver(batch)
-        self.sink.close()
+            try:
+                if not opened:
+                    self._retrying(self.sink.open)
+                    opened = True
+                batch = self.spool.read(self.sink.name, self.sink.settings.batch_events,
+                                        self.sink.settings.batch_bytes)
+                if not batch:
+                    metrics.SPOOL_PENDING.labels(self.sink.name).set(0)
+                    self.spool.wait(timeout=1.0)
+                    continue
+                self._deliver(batch)
+                backoff = self.initial_backoff
+            except RetryError:
+                break  # stopping during a retry
+            except Exception:
+                log.exception("sink %s: shipping failed; trying again in %.1fs", self.sink.name, backoff)
+                self.stopping.wait(backoff)
+                backoff = min(self.max_backoff, backoff * 2)
+        try:
+            self.sink.close()
+        except Exception:
+            log.exception("sink %s: error while closing", self.sink.name)
 
     def _sleep(self, seconds: float) -> None:
         """Backoff that a stop request cuts short."""
@@ -79,18 +94,29 @@ class Shipper:
         retrying(attempt)  # type: ignore[arg-type]
 
     def _deliver(self, batch: Sequence[SpooledEvent]) -> None:
-        pending = list(batch)
+        dead = self._unencodable(batch)
+        rejected_early = {event.seq for event, _ in dead}
+        pending = [event for event in batch if event.seq not in rejected_early]
         by_seq = {event.seq: event for event in batch}
-        dead: list[tuple[SpooledEvent, str]] = []
         delivered = 0
+        internal_errors = 0
 
         def attempt() -> None:
-            nonlocal pending, delivered
+            nonlocal pending, delivered, internal_errors
+            if not pending:
+                return
+            if internal_errors >= self.ISOLATE_AFTER:
+                pending, isolated_delivered = self._isolate(pending, dead)
+                delivered += isolated_delivered
+                internal_errors = 0
+                if not pending:
+                    return
             try:
                 outcome = self.sink.send(pending)
             except TransientSinkError:
                 raise
             except Exception as exc:  # a sink bug must not lose events or kill the shipper
+                internal_errors += 1
                 log.exception("sink %s failed unexpectedly", self.sink.name)
                 raise TransientSinkError(f"internal error: {exc!r}") from exc
             for seq, reason in outcome.rejected.items():
@@ -106,13 +132,50 @@ class Shipper:
         except RetryError:
             log.info("sink %s: stopping with a batch in flight; it will be sent again", self.sink.name)
             return
-        self.spool.commit(self.sink.name, batch[-1].seq, delivered, dead)
+        discarded = self.spool.commit(self.sink.name, batch[-1].seq, delivered, dead)
         metrics.EVENTS_DELIVERED.labels(self.sink.name).inc(delivered)
+        metrics.LAST_DELIVERY.labels(self.sink.name).set_to_current_time()
+        metrics.SPOOL_PENDING.labels(self.sink.name).set(self.spool.pending(self.sink.name))
         if dead:
             metrics.EVENTS_DEAD_LETTERED.labels(self.sink.name).inc(len(dead))
             log.error("sink %s rejected %d event(s); kept as dead letters (`connector spool status`): %s",
                       self.sink.name, len(dead), dead[0][1])
+        if discarded:
+            log.error("dead-letter store full (max_dead_letters=%d): discarded the %d oldest",
+                      self.spool.max_dead_letters, discarded)
         log.debug("sink %s: delivered %d events in %.3fs", self.sink.name, delivered, time.monotonic() - started)
+
+    def _unencodable(self, batch: Sequence[SpooledEvent]) -> list[tuple[SpooledEvent, str]]:
+        """Events spooled before this sink existed may lack its encoding: never send them empty."""
+        missing = []
+        for event in batch:
+            absent = [fmt for fmt in sorted(self.sink.formats) if getattr(event, fmt) is None]
+            if absent:
+                missing.append((event, f"spooled without its {'/'.join(absent).upper()} encoding (written before "
+                                       f"sink {self.sink.name} was configured); scan again to send it"))
+        return missing
+
+    def _isolate(self, pending: list[SpooledEvent],
+                 dead: list[tuple[SpooledEvent, str]]) -> tuple[list[SpooledEvent], int]:
+        """After repeated sink bugs on one batch, send its events one at a time and dead-letter only the culprits."""
+        survivors: list[SpooledEvent] = []
+        delivered = 0
+        for event in pending:
+            try:
+                outcome = self.sink.send([event])
+            except TransientSinkError:
+                survivors.append(event)
+            except Exception as exc:
+                log.exception("sink %s fails on event %s; dead-lettered", self.sink.name, event.event_id)
+                dead.append((event, f"sink {self.sink.name} failed on this event: {exc!r}"))
+            else:
+                if event.seq in outcome.rejected:
+                    dead.append((event, outcome.rejected[event.seq]))
+                elif event.seq in outcome.retry:
+                    survivors.append(event)
+                else:
+                    delivered += 1
+        return survivors, delivered
 
 
 class Shipping:
@@ -130,6 +193,7 @@ class Shipping:
         deadline = time.monotonic() + timeout
         for shipper in self.shippers:
             shipper.stopping.set()
+        self.spool.wake()
         for shipper in self.shippers:
             shipper.stop(max(0.1, deadline - time.monotonic()))
 

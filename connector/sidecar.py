@@ -22,6 +22,7 @@ from connector.normalise import Normaliser
 from connector.pipeline import Pipeline
 from connector.probes.tls.x509 import utc_now
 from connector.scheduler import next_slot, scan_id
+from connector.spool import SpoolError
 from connector.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class Sidecar:
         self.pipeline = Pipeline(config, catalog, normaliser)
         self.started_at = clock()
         self.scans_completed = 0
+        self.unspooled = 0  # assets whose findings could not be spooled; their slots run again
 
     def due(self, now: datetime) -> tuple[dict[Asset, datetime], datetime | None]:
         """Assets due now with their slots, and the earliest future slot."""
@@ -73,12 +75,13 @@ class Sidecar:
                 upcoming = None
             else:
                 due, upcoming = self.due(now)
+            failures_before = self.unspooled
             if due:
                 await self._scan(due, stop)
             if once:
                 break
             wait = MAX_SLEEP
-            if upcoming is not None:
+            if upcoming is not None and self.unspooled == failures_before:
                 wait = min(MAX_SLEEP, max(0.5, (upcoming - self.clock()).total_seconds()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=wait)
@@ -97,6 +100,7 @@ class Sidecar:
                 log.info("stop requested: waiting for in-flight assets", extra={"grace_seconds": grace})
                 done, _ = await asyncio.wait({consumer}, timeout=grace)
                 if not done:
+                    self.pipeline.stopping.set()  # a publish waiting for spool room gives up; its slot re-runs
                     consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await consumer
@@ -110,7 +114,13 @@ class Sidecar:
         try:
             async for report in reports:
                 # durable in the spool before the slot is marked done: a crash re-runs the slot, never loses it
-                await asyncio.to_thread(self.pipeline.publish, report.findings)
+                try:
+                    await asyncio.to_thread(self.pipeline.publish, report.findings)
+                except SpoolError as exc:
+                    self.unspooled += 1
+                    log.error("findings not spooled; the asset is scanned again later: %s", exc,  # noqa: TRY400
+                              extra={"asset": report.asset.id})  # an expected condition: no traceback
+                    continue
                 self.state.record_scan(scan_id(report.asset, due[report.asset]), report.asset.id, self.clock(),
                                        len(report.findings))
                 self.state.record_slot(report.asset.id, due[report.asset], completed=True)

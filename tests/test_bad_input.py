@@ -3,6 +3,7 @@ never a silent gap."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Pki, errors, failing, result, run_scan
+from connector.checks import available_checks
 from connector.config import load_config
 from connector.errors import ConfigError
 from connector.model import Asset, Status
@@ -131,4 +133,6 @@ def test_cli_scan_of_unreachable_target_exits_cleanly() -> None:
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "cannot resolve host name" in done.stderr
-    assert done.stdout.count("\n") == 3  # one error event per check, as JSON lines
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(events) == len(available_checks())  # one error event per check, as JSON lines
+    assert {event["result"]["evaluation"] for event in events} == {"unknown"}

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from conftest import Pki
+from connector.checks import available_checks
 from support.pki import self_signed
-from support.sites import site
+from support.sites import hardened_routes, site
 
 
 def connector(*args: str) -> subprocess.CompletedProcess[str]:
@@ -25,7 +26,7 @@ def scan_args(hosted, pki: Pki, *extra: str) -> list[str]:
 
 
 def test_scan_writes_ecs_json_lines_and_exits_zero_for_a_hardened_host(pki: Pki) -> None:
-    with site("cli.test", pki.intermediate.issue(["cli.test"])) as good:
+    with site("cli.test", pki.intermediate.issue(["cli.test"]), https_routes=hardened_routes()) as good:
         done = connector(*scan_args(good, pki, "--fail-on", "low"))
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stdout.splitlines()]
@@ -37,7 +38,8 @@ def test_scan_writes_ecs_json_lines_and_exits_zero_for_a_hardened_host(pki: Pki)
 def test_fail_on_sets_the_exit_code_by_severity(pki: Pki, tmp_path: Path) -> None:
     with site("own.test", self_signed("own.test")) as bad:
         high = connector(*scan_args(bad, pki, "--fail-on", "high", "-o", str(tmp_path / "out.jsonl")))
-        critical = connector(*scan_args(bad, pki, "--fail-on", "critical", "--only-failed", "-q"))
+        critical = connector(*scan_args(bad, pki, "--fail-on", "critical", "--only-failed", "-q",
+                                        "--checks", "certificate,https"))
     assert high.returncode == 1
     assert "cert.self_signed" in high.stderr  # the summary table names the rule
     assert high.stdout == ""
@@ -78,4 +80,4 @@ def test_the_shipped_example_configuration_is_valid() -> None:
     done = subprocess.run([sys.executable, "-m", "connector", "validate", "-c", str(example)], capture_output=True,
                           text=True, check=False, env={**os.environ, **secrets})
     assert done.returncode == 0, done.stderr
-    assert "valid: 3 asset(s), 3 check(s)" in done.stdout and "4 sink(s)" in done.stdout
+    assert f"valid: 3 asset(s), {len(available_checks())} check(s)" in done.stdout and "4 sink(s)" in done.stdout

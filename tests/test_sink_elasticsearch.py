@@ -152,3 +152,36 @@ def test_cloud_id_points_the_client_at_the_encoded_deployment() -> None:
 def test_invalid_sink_configuration_is_explained(entry: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_sink(entry, "sinks.0")
+
+
+def test_missing_templates_are_installed_before_the_first_document(tmp_path: Path, catalog, scanned) -> None:
+    with ElasticsearchEmulator() as cluster:
+        assert "postern-findings" not in cluster.index_templates
+        assert ship(make_pipeline(tmp_path, catalog, [es(cluster)]), scanned) == {"elasticsearch": 0}
+        assert "postern-findings" in cluster.index_templates
+        assert "postern-findings" in str(cluster.stored(STREAM)[0])  # mapped and piped by our template
+
+
+def test_a_request_over_the_size_limit_is_split_and_a_lone_oversized_event_dead_lettered(tmp_path: Path, catalog,
+                                                                                         scanned) -> None:
+    with ElasticsearchEmulator() as cluster:
+        assert setup_assets(cluster, tmp_path).returncode == 0
+        sizes = sorted(len(finding.model_dump_json()) for finding in scanned)
+        cluster.max_content_length = sizes[-1] * 4  # a few documents per request, the largest alone still fits
+        assert ship(make_pipeline(tmp_path, catalog, [es(cluster)]), scanned) == {"elasticsearch": 0}
+        assert sorted(cluster.ids(STREAM)) == sorted(f.event_id for f in scanned)
+        cluster.max_content_length = 200  # now no document fits
+        again = [f.model_copy(update={"scan_id": "second"}) for f in scanned[:3]]
+        assert ship(make_pipeline(tmp_path, catalog, [es(cluster)]), again) == {"elasticsearch": 0}
+        letters = make_pipeline(tmp_path, catalog, [es(cluster)]).spool.dead_letters()
+        assert len(letters) == 3 and all("HTTP 413" in reason for *_, reason, _ in letters)
+
+
+def test_a_closed_write_index_keeps_the_events_instead_of_dead_lettering_them(tmp_path: Path, catalog,
+                                                                              scanned) -> None:
+    """A 400 about the index, not the document (someone closed the backing index): wait, do not discard."""
+    with ElasticsearchEmulator() as cluster:
+        cluster.reject_items(len(scanned), status=400, error_type="index_closed_exception", reason="closed")
+        assert ship(make_pipeline(tmp_path, catalog, [es(cluster)]), scanned) == {"elasticsearch": 0}
+        assert sorted(cluster.ids(STREAM)) == sorted(f.event_id for f in scanned)
+        assert make_pipeline(tmp_path, catalog, [es(cluster)]).spool.dead_letters() == []

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from connector.spool import NewEvent, OverflowPolicy, Spool, SpoolFullError
+from connector.errors import ConfigError
+from connector.spool import NewEvent, OverflowPolicy, Spool, SpoolError, SpoolFullError
 
 
 def events(count: int, start: int = 0, size: int = 10) -> list[NewEvent]:
@@ -64,7 +65,7 @@ def test_dead_letters_are_kept_replayed_to_their_sink_only_and_purged(tmp_path: 
     letters = spool.dead_letters()
     assert [(sink, event_id, reason) for _, sink, event_id, reason, _ in letters] == [
         ("splunk", "id-1", "HEC code 6: Invalid data format")]
-    assert spool.replay("splunk") == 1
+    assert spool.replay("splunk") == (1, 0)
     assert ids(spool.read("splunk", 10, 1 << 20)) == ["id-1"]
     assert ids(spool.read("elastic", 10, 1 << 20)) == ["id-0", "id-1", "id-2"]  # not duplicated for elastic
     replayed = spool.read("splunk", 10, 1 << 20)
@@ -142,3 +143,73 @@ def test_an_appended_event_survives_the_process_being_killed(tmp_path: Path) -> 
     done = subprocess.run([sys.executable, "-c", script], check=False)
     assert done.returncode == -9
     assert len(Spool(path, ["s"]).read("s", 5000, 1 << 30)) == 1000
+
+
+def test_admin_commands_neither_create_a_spool_nor_touch_cursors(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite"
+    with pytest.raises(ConfigError, match="no spool at"):
+        Spool.existing(path)
+    assert not path.exists()
+    spool = Spool(path, ["splunk", "elastic"])
+    spool.append(events(2))
+    spool.close()
+    admin = Spool.existing(path)
+    assert admin.sinks() == ["elastic", "splunk"]
+    assert {s.sink: s.pending for s in admin.status().sinks} == {"elastic": 2, "splunk": 2}
+
+
+def test_dropping_a_removed_sinks_cursor_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "spool.sqlite"
+    Spool(path, ["old", "kept"]).append(events(4))
+    with caplog.at_level("WARNING"):
+        Spool(path, ["kept"])
+    assert "sink old is no longer configured" in caplog.text and "4 event(s)" in caplog.text
+
+
+def test_replay_leaves_dead_letters_of_unconfigured_sinks_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite"
+    spool = Spool(path, ["old", "kept"])
+    spool.append(events(2))
+    batch = spool.read("old", 10, 1 << 20)
+    spool.commit("old", batch[-1].seq, delivered=1, dead=[(batch[0], "mapping conflict")])
+    spool.close()
+    spool = Spool(path, ["kept"])
+    assert spool.replay() == (0, 1)
+    assert spool.status().orphaned_dead_letters == 1
+
+
+def test_dead_letters_are_bounded_and_the_discarded_are_counted(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.sqlite", ["s"], max_dead_letters=3)
+    spool.append(events(5))
+    batch = spool.read("s", 10, 1 << 20)
+    assert spool.commit("s", batch[-1].seq, delivered=0, dead=[(event, "bad") for event in batch]) == 2
+    assert [event_id for _, _, event_id, _, _ in spool.dead_letters()] == ["id-2", "id-3", "id-4"]
+    assert spool.status().dead_letters_discarded == 2
+
+
+def test_a_failed_write_is_rolled_back_and_the_spool_stays_usable(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.sqlite", ["s"])
+    spool.append(events(2))
+    broken = NewEvent(None, "{}", b"{}", None)  # type: ignore[arg-type] - violates NOT NULL
+    with pytest.raises(SpoolError, match="NOT NULL"):
+        spool.append([*events(3, start=2), broken])
+    assert spool.status().events == 2  # neither the good rows nor the totals of the failed batch stayed
+    spool.append(events(1, start=9))
+    assert ids(spool.read("s", 10, 1 << 20)) == ["id-0", "id-1", "id-9"]
+
+
+def test_a_blocked_producer_gives_up_when_asked_to_stop(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.sqlite", ["s"], max_events=2, overflow=OverflowPolicy.BLOCK)
+    spool.append(events(2))
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(SpoolFullError, match="full"):
+        spool.append(events(1, start=2), timeout=30, stop=stop)
+    assert time.monotonic() - started < 5
+
+
+def test_an_empty_spool_takes_a_batch_larger_than_its_bound(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.sqlite", ["s"], max_events=2, overflow=OverflowPolicy.BLOCK)
+    spool.append(events(5), timeout=0.1)
+    assert len(spool.read("s", 10, 1 << 20)) == 5

@@ -1,14 +1,17 @@
 """The ``connector`` command: scan, run (sidecar), validate, rules, and the admin commands of later stages.
 
-Every command turns ConnectorError into one red line on stderr and exit code 2; no traceback reaches the user.
+Every command turns ConnectorError into one red line on stderr and exit code 2 (an unexpected error into one
+line and exit code 70); no traceback reaches the user.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from connector import __version__
 from connector.cli._common import console_err, fail
@@ -56,3 +59,8 @@ def main() -> None:
     except KeyboardInterrupt:
         console_err.print("interrupted")
         sys.exit(130)
+    except Exception as exc:  # a bug: one line for the user, the traceback only in debug logs
+        logging.getLogger("connector").debug("unexpected error", exc_info=True)
+        console_err.print(f"[red]internal error:[/red] {escape(repr(exc))} (run with --log-level debug for "
+                          "the traceback; please report it)", highlight=False)
+        sys.exit(70)

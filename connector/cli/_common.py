@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: consoles, the one-line error exit, and loading catalog and mappings."""
+"""Shared CLI plumbing: consoles, the one-line error exit, loading catalog and mappings, delivery reports."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rich.markup import escape
 from connector.catalog import Catalog, load_catalog
 from connector.logsetup import redact
 from connector.normalise import Normaliser, Runtime
+from connector.pipeline import Pipeline
 
 
 class _RedactingStream:
@@ -42,6 +43,24 @@ if not console_err.is_terminal:
 def fail(message: str, code: int = 2) -> NoReturn:
     console_err.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
+
+
+def report_delivery(pipeline: Pipeline, timeout: float, quiet: bool) -> bool:
+    """Wait for the sinks, then say what did not arrive; True when every event reached every sink."""
+    pending = pipeline.drain(timeout)
+    rejected = pipeline.rejected_since_start()
+    if any(pending.values()):
+        waiting = ", ".join(f"{name}: {count}" for name, count in pending.items() if count)
+        console_err.print(f"[yellow]not yet delivered after {timeout:g}s[/yellow] ({escape(waiting)}); the events "
+                          f"stay in {pipeline.spool.path} and are sent by the next run (`connector spool status`)")
+    if any(rejected.values()):
+        refused = ", ".join(f"{name}: {count}" for name, count in rejected.items() if count)
+        console_err.print(f"[red]rejected by the receiver[/red] ({escape(refused)}); kept as dead letters: "
+                          "`connector spool status --dead-letters`, then `connector spool replay`")
+    complete = not any(pending.values()) and not any(rejected.values())
+    if complete and not quiet:
+        console_err.print(f"delivered to {', '.join(sink.name for sink in pipeline.sinks)}")
+    return complete
 
 
 def load_catalog_and_normaliser(mappings: Path | None, observer_name: str | None = None) -> tuple[Catalog, Normaliser]:

@@ -13,9 +13,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from connector.cli import app
-from connector.cli._common import console_err, load_catalog_and_normaliser
+from connector.cli._common import console_err, fail, load_catalog_and_normaliser
 from connector.config import Config, load_config
 from connector.errors import ConnectorError
+from connector.pipeline import open_spool
 from connector.sinks import build_sink
 from connector.spool import Spool
 
@@ -26,9 +27,13 @@ console = Console(width=160)
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The YAML configuration.")]
 
 
-def _open_spool(config: Config) -> Spool:
-    return Spool(config.state_dir / "spool.sqlite", [settings.name for settings in config.sink_settings],
-                 max_events=config.spool.max_events, max_bytes=config.spool.max_bytes, overflow=config.spool.overflow)
+def _open_spool(config: Config, sink: str | None = None) -> Spool:
+    """The existing spool, read-only as to cursors: a running sidecar owns those."""
+    spool = open_spool(config, None)
+    if sink is not None and sink not in spool.sinks():
+        spool.close()
+        fail(f"--sink {sink}: the spool has no such sink (known: {', '.join(spool.sinks()) or 'none'})")
+    return spool
 
 
 @spool_app.command("status")
@@ -38,7 +43,9 @@ def spool_status(config: ConfigOption, dead_letters: Annotated[bool, typer.Optio
     spool = _open_spool(load_config(config))
     status = spool.status()
     table = Table(title=f"spool {status.path} ({status.file_bytes / 1024 / 1024:.1f} MiB on disk, "
-                        f"{status.events} events, {status.dropped} dropped by overflow)", title_justify="left")
+                        f"{status.events} events, {status.dropped} dropped by overflow, "
+                        f"{status.dead_letters_discarded} dead letters discarded over the bound)",
+                  title_justify="left")
     for column in ("sink", "pending", "oldest pending", "delivered", "dead letters"):
         table.add_column(column)
     for sink in status.sinks:
@@ -53,6 +60,9 @@ def spool_status(config: ConfigOption, dead_letters: Annotated[bool, typer.Optio
             when = datetime.fromtimestamp(failed_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
             letters.add_row(str(ident), sink_name, event_id, when, escape(reason))
         console.print(letters)
+    if status.orphaned_dead_letters:
+        console_err.print(f"[yellow]{status.orphaned_dead_letters} dead letter(s) belong to sinks no longer "
+                          "configured[/yellow]; inspect with --dead-letters, remove with `connector spool purge`")
     spool.close()
 
 
@@ -63,10 +73,14 @@ def spool_replay(
     ids: Annotated[list[int] | None, typer.Option("--id", help="Only these dead letters (repeatable).")] = None,
 ) -> None:
     """Queue dead letters again for the sink that rejected them (after fixing the cause)."""
-    spool = _open_spool(load_config(config))
-    count = spool.replay(sink, ids or [])
+    spool = _open_spool(load_config(config), sink)
+    count, orphaned = spool.replay(sink, ids or [])
     spool.close()
     typer.echo(f"{count} dead letter(s) queued again; a running connector sends them now, otherwise the next run")
+    if orphaned:
+        console_err.print(f"[yellow]{orphaned} dead letter(s) not replayed: their sink is no longer configured"
+                          "[/yellow]")
+        raise typer.Exit(1)
 
 
 @spool_app.command("purge")
@@ -78,10 +92,13 @@ def spool_purge(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete dead letters (or, with --backlog, a sink's undelivered events): they will never be delivered."""
+    if backlog and sink is None:
+        fail("--backlog needs --sink: the backlog to skip is one sink's")
+    spool = _open_spool(load_config(config), sink)
     what = f"the undelivered backlog of sink {sink}" if backlog else "dead letters"
     if not yes and not typer.confirm(f"Delete {what}? They will never reach the SIEM.", err=True):
+        spool.close()
         raise typer.Exit(1)
-    spool = _open_spool(load_config(config))
     count = spool.purge(sink, ids or [], backlog=backlog)
     spool.close()
     typer.echo(f"purged {count} event(s)")
@@ -106,9 +123,14 @@ def doctor(config: ConfigOption) -> None:
             typer.echo(f"sink {settings.name}: {report} ({(time.monotonic() - started) * 1000:.0f} ms)")
         finally:
             sink.close()
-    spool = _open_spool(loaded)
-    for status in spool.status().sinks:
-        if status.pending or status.dead_letters:
-            typer.echo(f"spool: {status.sink} has {status.pending} pending and {status.dead_letters} dead letter(s)")
-    spool.close()
+    try:
+        spool = open_spool(loaded, None)
+    except ConnectorError as exc:
+        typer.echo(f"spool: {exc}")
+    else:
+        for status in spool.status().sinks:
+            if status.pending or status.dead_letters:
+                typer.echo(f"spool: {status.sink} has {status.pending} pending and {status.dead_letters} "
+                           "dead letter(s)")
+        spool.close()
     raise typer.Exit(0 if healthy else 1)

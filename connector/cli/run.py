@@ -10,7 +10,7 @@ import typer
 from prometheus_client import start_http_server
 
 from connector.cli import app
-from connector.cli._common import load_catalog_and_normaliser
+from connector.cli._common import load_catalog_and_normaliser, report_delivery
 from connector.config import load_config
 from connector.errors import ConfigError
 from connector.sidecar import Sidecar, install_stop_signals
@@ -20,8 +20,9 @@ from connector.state import StateStore
 @app.command("run")
 def run_command(
     config: Annotated[Path, typer.Option("--config", "-c", help="The YAML configuration.")],
-    once: Annotated[bool, typer.Option(help="Scan every asset once now, then exit (for cron or a first test).")]
-    = False,
+    once: Annotated[bool, typer.Option(help="Scan every asset once now, deliver, then exit (for cron or a first "
+                                            "test). Exit code 3 if some events were not delivered.")] = False,
+    ship_timeout: Annotated[float, typer.Option(help="With --once: seconds to wait for delivery.")] = 120.0,
 ) -> None:
     """Run as a long-lived collector: scan assets on their schedule until SIGTERM."""
     loaded = load_config(config)
@@ -39,8 +40,12 @@ def run_command(
         install_stop_signals(stop)
         await sidecar.run(stop, once=once)
 
+    delivered = True
     try:
         asyncio.run(main())
+        if once and sidecar.pipeline.sinks:
+            delivered = report_delivery(sidecar.pipeline, ship_timeout, quiet=True) and not sidecar.unspooled
     finally:
         sidecar.close()
         state.close()
+    raise typer.Exit(0 if delivered else 3)

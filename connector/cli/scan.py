@@ -20,7 +20,7 @@ from rich.table import Table
 from connector.catalog import Catalog, format_validation_error
 from connector.checks import ScanContext, ScanSettings
 from connector.cli import app
-from connector.cli._common import console_err, fail, load_catalog_and_normaliser
+from connector.cli._common import console_err, fail, load_catalog_and_normaliser, report_delivery
 from connector.config import Config, build_checks, load_config
 from connector.engine import ScanPlan, scan
 from connector.model import Asset, Criticality, Finding, Severity, Status
@@ -133,8 +133,11 @@ def scan_command(
     plan = ScanPlan(assets, configured, overrides)
     with ExitStack() as stack:
         sink: TextIO | None = sys.stdout
-        if output is None and sys.stdout.isatty():
-            sink = None  # a person at a terminal wants the summary, not JSON; pipes and files get events
+        stdout_sink = loaded is not None and any(entry.type == "stdout" for entry in loaded.sink_settings)
+        if output is None and (sys.stdout.isatty() or stdout_sink):
+            # a person at a terminal wants the summary, not JSON; pipes and files get events, unless a
+            # configured stdout sink already writes them there
+            sink = None
         elif output is not None and str(output) != "-":
             try:
                 sink = stack.enter_context(output.open("w", encoding="utf-8"))
@@ -145,27 +148,14 @@ def scan_command(
         try:
             findings = asyncio.run(_scan(plan, catalog, normaliser, settings, history, pipeline, sink, output_format,
                                          only_failed, quiet))
-            undelivered = _ship(pipeline, ship_timeout, quiet) if pipeline is not None else 0
+            delivered = report_delivery(pipeline, ship_timeout, quiet) if pipeline is not None else True
         finally:
             if pipeline is not None:
                 pipeline.stop()
     if not quiet:
         _summary(findings, assets, catalog)
     code = _exit_code(findings, threshold, fail_on_error)
-    raise typer.Exit(code or (3 if undelivered else 0))
-
-
-def _ship(pipeline: Pipeline, timeout: float, quiet: bool) -> int:
-    """Wait for the sinks to take every event; what is left stays spooled for the next run or the sidecar."""
-    pending = pipeline.drain(timeout)
-    left = sum(pending.values())
-    if left:
-        waiting = ", ".join(f"{name}: {count}" for name, count in pending.items() if count)
-        console_err.print(f"[yellow]not yet delivered after {timeout:g}s[/yellow] ({waiting}); the events stay in "
-                          f"{pipeline.spool.path} and are sent by the next run (`connector spool status`)")
-    elif not quiet:
-        console_err.print(f"delivered to {', '.join(sink.name for sink in pipeline.sinks)}")
-    return left
+    raise typer.Exit(code or (0 if delivered else 3))
 
 
 def _severity(value: str) -> Severity:
@@ -216,7 +206,7 @@ async def _scan(
         async for report in scan(plan, catalog, ctx, scan_id=scan_id, history=history):
             findings.extend(report.findings)
             if pipeline is not None:
-                pipeline.publish(report.findings)
+                await asyncio.to_thread(pipeline.publish, report.findings)
             if history is not None:
                 history.record_scan(scan_id, report.asset.id, ctx.now, len(report.findings))
             if sink is not None:

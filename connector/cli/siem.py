@@ -12,7 +12,7 @@ from connector.cli._common import fail
 from connector.config import Config, load_config
 from connector.siem import elastic, splunk
 from connector.sinks.base import SinkSettings
-from connector.sinks.elasticsearch import ElasticsearchSettings
+from connector.sinks.elasticsearch import ElasticsearchSettings, make_client
 from connector.sinks.splunk_hec import SplunkHecSettings
 from connector.state import StateStore
 
@@ -80,7 +80,12 @@ def elastic_setup(config: ConfigOption, sink: SinkOption = None) -> None:
     loaded = load_config(config)
     settings = _sink(loaded, ElasticsearchSettings, sink)
     assert isinstance(settings, ElasticsearchSettings)
-    for step in elastic.setup(settings, loaded.mappings_dir):
+    client = make_client(settings)
+    try:
+        steps = elastic.setup(client, settings.data_stream, loaded.mappings_dir)
+    finally:
+        client.close()
+    for step in steps:
         typer.echo(f"{step.what}: {step.outcome}")
 
 

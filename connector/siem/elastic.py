@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from elastic_transport import TransportError
-from elasticsearch import ApiError
+from elasticsearch import ApiError, Elasticsearch
 
 from connector.errors import ConfigError, ConnectorError
 from connector.normalise.ecs import ecs_reference
 from connector.resources import mappings_dir
-from connector.sinks.elasticsearch import ElasticsearchSettings, make_client
+from connector.siem import SetupStep
 from connector.yamlio import load_yaml
 
 MAPPINGS_TEMPLATE = "postern-findings-mappings"
@@ -94,20 +93,17 @@ def _load_json(path: Path) -> dict[str, Any]:
     return value
 
 
-@dataclass(frozen=True)
-class SetupStep:
-    what: str
-    outcome: str
+def templates_installed(client: Elasticsearch) -> bool:
+    return bool(client.indices.exists_index_template(name=INDEX_TEMPLATE))
 
 
-def setup(settings: ElasticsearchSettings, directory: Path | None = None) -> list[SetupStep]:
+def setup(client: Elasticsearch, data_stream: str, directory: Path | None = None) -> list[SetupStep]:
     """Install (or update) ILM policy, ingest pipeline, component and index templates; idempotent."""
     root = (directory or mappings_dir()) / "elastic"
-    client = make_client(settings)
     template = _load_json(root / "index-template.json")
     patterns = template.get("index_patterns", [])
-    if not any(_glob_match(pattern, settings.data_stream) for pattern in patterns):
-        template["index_patterns"] = [*patterns, settings.data_stream]
+    if not any(_glob_match(pattern, data_stream) for pattern in patterns):
+        template["index_patterns"] = [*patterns, data_stream]
     steps = []
     try:
         client.ilm.put_lifecycle(name=POLICY, body=_load_json(root / "ilm-policy.json"))
@@ -120,11 +116,9 @@ def setup(settings: ElasticsearchSettings, directory: Path | None = None) -> lis
         steps.append(SetupStep(f"component template {SETTINGS_TEMPLATE}", "installed"))
         client.indices.put_index_template(name=INDEX_TEMPLATE, body=template)
         steps.append(SetupStep(f"index template {INDEX_TEMPLATE}",
-                               f"priority {template.get('priority')}, data stream {settings.data_stream}"))
+                               f"priority {template.get('priority')}, data stream {data_stream}"))
     except (ApiError, TransportError) as exc:
         raise ConnectorError(f"elastic setup failed after {len(steps)} step(s): {exc}") from None
-    finally:
-        client.close()
     return steps
 
 

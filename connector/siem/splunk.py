@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,15 +15,10 @@ import splunklib.client as splunk_client
 import splunklib.results as splunk_results
 
 from connector.errors import ConfigError, ConnectorError
+from connector.siem import SetupStep
 from connector.sinks.splunk_hec import SplunkHecSettings
 
 INPUT_NAME = "postern"
-
-
-@dataclass(frozen=True)
-class SetupStep:
-    what: str
-    outcome: str
 
 
 def connect(settings: SplunkHecSettings) -> Any:
@@ -99,16 +93,25 @@ def _input_problems(content: dict[str, Any], index: str, settings: SplunkHecSett
 
 
 def count_events(settings: SplunkHecSettings, scan_ids: list[str]) -> dict[str, int]:
-    """How many events of each scan Splunk has indexed."""
+    """How many events of each scan Splunk has indexed, in every index and sourcetype the sink's routes use."""
     service = connect(settings)
-    index = settings.index or "postern"
-    counts = {}
+    indexes = sorted({settings.index or "postern"} | {route.index for route in settings.routes if route.index})
+    sourcetypes = sorted({settings.sourcetype} | {route.sourcetype for route in settings.routes if route.sourcetype})
+    counts = dict.fromkeys(scan_ids, 0)
     for scan_id in scan_ids:
-        query = f'search index={index} sourcetype="{settings.sourcetype}" postern.scan_id="{scan_id}" | stats count'
-        try:
-            stream = service.jobs.oneshot(query, output_mode="json")
-        except splunk_binding.HTTPError as exc:
-            raise ConnectorError(f"Splunk search failed: {exc}") from None
-        rows = [row for row in splunk_results.JSONResultsReader(stream) if isinstance(row, dict)]
-        counts[scan_id] = int(rows[0].get("count", 0)) if rows else 0
+        for index in indexes:
+            for sourcetype in sourcetypes:
+                query = (f"search index={_quote(index)} sourcetype={_quote(sourcetype)} "
+                         f"postern.scan_id={_quote(scan_id)} | stats count")
+                try:
+                    stream = service.jobs.oneshot(query, output_mode="json")
+                except splunk_binding.HTTPError as exc:
+                    raise ConnectorError(f"Splunk search failed: {exc}") from None
+                rows = [row for row in splunk_results.JSONResultsReader(stream) if isinstance(row, dict)]
+                counts[scan_id] += int(rows[0].get("count", 0)) if rows else 0
     return counts
+
+
+def _quote(value: str) -> str:
+    """A search-language string literal: backslashes and quotes escaped, so a value cannot change the query."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

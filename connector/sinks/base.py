@@ -8,6 +8,7 @@ or raises TransientSinkError when the whole batch failed and may succeed later.
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class Sink(ABC):
     def __init__(self, settings: SinkSettings) -> None:
         self.settings = settings
         self.name = settings.name
+        self.stopping = threading.Event()  # set on shutdown: long waits inside send() should end early
 
     @property
     def formats(self) -> frozenset[EventFormat]:
@@ -82,6 +84,12 @@ class Sink(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line, bounded description of a client library's exception, for logs and dead-letter reasons."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}".rstrip(": ")[:300]
 
 
 def meta(event: SpooledEvent) -> dict[str, Any]:

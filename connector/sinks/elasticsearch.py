@@ -1,13 +1,20 @@
 """Elasticsearch: ECS documents into a data stream with the official client's bulk helper.
 
 Every document is written with ``op_type: create`` and the deterministic event id as ``_id``, so a re-sent batch
-is a no-op: a 409 means "already stored" and counts as delivered. Per-item 429 and 5xx are retried, mapping and
-other 4xx errors go to the dead-letter store, and transport failures keep the whole batch for a retry. The
-client's own retries are off: the shipper owns backoff for every sink alike.
+is a no-op: a 409 means "already stored" and counts as delivered (Elasticsearch checks ``_id`` only within the
+data stream's current write index, so a re-send after a rollover can store a second copy; dedupe on
+``event.id`` in searches). Per-item 429 and 5xx are retried, mapping and other 4xx errors go to the dead-letter
+store, and transport failures keep the whole batch for a retry. Errors that say the cluster, not the document,
+is wrong (a closed or read-only index, missing privileges, a full write queue) keep the events too. A request
+too large (413) is split in halves. The client's own retries are off: the shipper owns backoff for every sink.
+
+Like Beats and Elastic Agent, the sink installs its index template and friends at start when they are
+missing (``install_templates``), so the first documents never get dynamic mappings that later conflict.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,10 +25,16 @@ from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch, helpers
 from pydantic import AnyHttpUrl, Field, field_validator, model_validator
 
-from connector.errors import ConnectorError
-from connector.sinks.base import Secret, SendOutcome, Sink, SinkSettings, TransientSinkError
+from connector.siem import elastic
+from connector.sinks.base import Secret, SendOutcome, Sink, SinkSettings, TransientSinkError, describe_error
 from connector.spool import SpooledEvent
 
+log = logging.getLogger(__name__)
+
+# errors about the target, not the document: retrying is right, dead-lettering would lose good events
+_CLUSTER_ERRORS = {"cluster_block_exception", "index_closed_exception", "security_exception",
+                   "index_not_found_exception", "invalid_index_name_exception", "es_rejected_execution_exception"}
+_MAX_REQUEST_BYTES = 100 * 1024 * 1024  # Elasticsearch's default http.max_content_length
 _STREAM_PART = re.compile(r"^[a-z0-9_.]{1,100}$")  # no '-', no \\/*?"<>|,# or spaces (data stream naming scheme)
 
 
@@ -39,6 +52,7 @@ class ElasticsearchSettings(SinkSettings):
     pipeline: str | None = Field(default=None, description="ingest pipeline per request (templates can set one)")
     request_timeout: float = Field(default=30.0, gt=0)
     batch_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    install_templates: bool = Field(default=True, description="install the index template etc. if missing")
 
     @field_validator("dataset", "namespace")
     @classmethod
@@ -93,14 +107,32 @@ class ElasticsearchSink(Sink):
 
     def open(self) -> None:
         self.health()
+        if self.config.install_templates:
+            self._ensure_templates()
+
+    def _ensure_templates(self) -> None:
+        try:
+            if elastic.templates_installed(self.client):
+                return
+        except ApiError as exc:
+            if exc.status_code in (401, 403):
+                log.warning("sink %s: not allowed to check the index template (%s); assuming `connector elastic "
+                            "setup` installed it", self.name, describe_error(exc))
+                return
+            raise TransientSinkError(f"checking the index template: {describe_error(exc)}") from None
+        except TransportError as exc:
+            raise TransientSinkError(f"checking the index template: {describe_error(exc)}") from None
+        steps = elastic.setup(self.client, self.stream)
+        log.info("sink %s: installed the Elasticsearch assets", self.name,
+                 extra={"steps": [f"{step.what}: {step.outcome}" for step in steps]})
 
     def health(self) -> str:
         try:
             info = self.client.info()
         except (ApiError, TransportError) as exc:
-            raise TransientSinkError(f"Elasticsearch is not reachable: {_reason(exc)}") from None
+            raise TransientSinkError(f"Elasticsearch is not reachable: {describe_error(exc)}") from None
         except Exception as exc:  # UnsupportedProductError and friends: something else answers
-            raise TransientSinkError(f"Elasticsearch check failed: {_reason(exc)}") from None
+            raise TransientSinkError(f"Elasticsearch check failed: {describe_error(exc)}") from None
         return f"Elasticsearch {info['version']['number']} ({info.get('cluster_name', '?')}), writing {self.stream}"
 
     @property
@@ -116,53 +148,59 @@ class ElasticsearchSink(Sink):
 
     def send(self, events: Sequence[SpooledEvent]) -> SendOutcome:
         outcome = SendOutcome()
+        self._send(list(events), outcome)
+        return outcome
+
+    def _send(self, events: list[SpooledEvent], outcome: SendOutcome) -> None:
         try:
             results = list(helpers.streaming_bulk(
                 self.client, [self._action(event) for event in events], chunk_size=len(events),
-                max_chunk_bytes=max(self.config.batch_bytes * 2, 100 * 1024 * 1024), raise_on_error=False,
-                raise_on_exception=False, max_retries=0, yield_ok=True, pipeline=self.config.pipeline,
+                max_chunk_bytes=_MAX_REQUEST_BYTES, raise_on_error=False, raise_on_exception=False, max_retries=0,
+                yield_ok=True, pipeline=self.config.pipeline,
             ))
         except (ApiError, TransportError) as exc:
-            raise TransientSinkError(f"bulk request failed: {_reason(exc)}") from None
-        except ConnectorError:
-            raise
+            raise TransientSinkError(f"bulk request failed: {describe_error(exc)}") from None
         except Exception as exc:  # e.g. a proxy answering HTML: the client cannot parse it
-            raise TransientSinkError(f"bulk request failed: {_reason(exc)}") from None
+            raise TransientSinkError(f"bulk request failed: {describe_error(exc)}") from None
         if len(results) != len(events):
             raise TransientSinkError(f"bulk answered {len(results)} items for {len(events)} documents")
-        whole_request: str | None = None
-        for event, (ok, item) in zip(events, results, strict=True):
-            if ok:
-                continue
-            result = next(iter(item.values()))
+        failures = [(event, next(iter(item.values()))) for event, (ok, item) in zip(events, results, strict=True)
+                    if not ok]
+        if any(result.get("status") == 413 for _, result in failures):
+            if len(events) == 1:
+                outcome.rejected[events[0].seq] = "HTTP 413: the document alone exceeds http.max_content_length"
+                return
+            middle = len(events) // 2
+            self._send(events[:middle], outcome)
+            self._send(events[middle:], outcome)
+            return
+        refused = [(event, result) for event, result in failures if result.get("status") != 409]  # 409: stored
+        cluster_problem = _cluster_problem(refused)
+        for event, result in refused:
             status = int(result.get("status", 0) or 0)
-            error = result.get("error")
-            reason = _item_reason(error)
-            if "exception" in result:
-                whole_request = reason
-            if status == 409:
-                continue  # already stored: a re-sent event
-            if status == 429 or status >= 500 or status in (401, 403, 404) or "exception" in result:
+            reason = _itemdescribe_error(result.get("error"))
+            if cluster_problem or "exception" in result or status == 429 or status >= 500 or status in (401, 403, 404):
                 outcome.retry.add(event.seq)
+                outcome.note = cluster_problem or reason
             else:
                 outcome.rejected[event.seq] = f"HTTP {status}: {reason}"
-        if outcome.retry:
-            outcome.note = whole_request or f"{len(outcome.retry)} document(s) to retry"
-        return outcome
 
     def close(self) -> None:
         self.client.close()
 
 
-def _item_reason(error: object) -> str:
+def _cluster_problem(refused: list[tuple[SpooledEvent, dict[str, Any]]]) -> str:
+    """Why the batch should wait rather than become dead letters, or "" if the errors are about the documents."""
+    kinds = {str(error.get("type", "")) for _, result in refused if isinstance(error := result.get("error"), dict)}
+    if kinds & _CLUSTER_ERRORS:
+        return f"Elasticsearch refuses writes ({', '.join(sorted(kinds & _CLUSTER_ERRORS))}); events kept"
+    return ""
+
+
+def _itemdescribe_error(error: object) -> str:
     if isinstance(error, dict):
         return f"{error.get('type', 'error')}: {error.get('reason', '')}"[:500]
     return str(error)[:500]
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"[:300]
 
 
 SINK = ElasticsearchSink

@@ -49,9 +49,16 @@ class FileSink(Sink):
             if limit and path.exists() and path.stat().st_size + len(lines) > limit:
                 self._rotate()
             with path.open("ab") as handle:
-                handle.write(lines)
-                handle.flush()
-                os.fsync(handle.fileno())
+                start = handle.tell()
+                try:
+                    handle.write(lines)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                except OSError:
+                    # a half-written batch (disk full) would leave a torn line that breaks JSON-lines readers;
+                    # cut it off so the retry appends whole lines only
+                    handle.truncate(start)
+                    raise
         except OSError as exc:
             raise TransientSinkError(f"cannot write {path}: {exc.strerror or exc}") from None
         return SendOutcome()

@@ -25,7 +25,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 from connector.config_types import Duration
 from connector.errors import ConnectorError
 from connector.model import Severity
-from connector.sinks.base import Secret, SendOutcome, Sink, SinkSettings, TransientSinkError, meta
+from connector.sinks.base import Secret, SendOutcome, Sink, SinkSettings, TransientSinkError, describe_error, meta
 from connector.spool import SpooledEvent
 
 # HEC reply codes (Splunk docs, "Troubleshoot HTTP Event Collector"): data errors are per event and final.
@@ -107,9 +107,9 @@ class SplunkHecSink(Sink):
         self.config = settings
         self.base = str(settings.url).rstrip("/")
         self.channel = str(uuid.uuid4())
-        headers = {"Authorization": f"Splunk {settings.token.get_secret_value()}", "Content-Type": "application/json"}
-        if settings.ack:
-            headers["X-Splunk-Request-Channel"] = self.channel
+        # a channel on every request: required with acknowledgement, and harmless (traceable) without
+        headers = {"Authorization": f"Splunk {settings.token.get_secret_value()}", "Content-Type": "application/json",
+                   "X-Splunk-Request-Channel": self.channel}
         self.client = httpx.Client(headers=headers, timeout=settings.timeout, verify=_verify(settings))
 
     def open(self) -> None:
@@ -123,7 +123,7 @@ class SplunkHecSink(Sink):
         try:
             response = self.client.get(f"{self.base}/services/collector/health")
         except httpx.HTTPError as exc:
-            raise TransientSinkError(f"cannot reach {self.base}: {_reason(exc)}") from None
+            raise TransientSinkError(f"cannot reach {self.base}: {describe_error(exc)}") from None
         body = _json(response)
         if response.status_code == 200 and body.get("code") == HEALTHY:
             return f"HEC at {self.base} is healthy"
@@ -141,7 +141,7 @@ class SplunkHecSink(Sink):
         try:
             response = self.client.post(f"{self.base}/services/collector/event", content=payload, headers=headers)
         except httpx.HTTPError as exc:
-            raise TransientSinkError(f"HEC {self.base}: {_reason(exc)}") from None
+            raise TransientSinkError(f"HEC {self.base}: {describe_error(exc)}") from None
         status, reply = response.status_code, _json(response)
         code, text = reply.get("code"), reply.get("text", "")
         if status == 200 and code == 0:
@@ -206,13 +206,14 @@ class SplunkHecSink(Sink):
                 response = self.client.post(f"{self.base}/services/collector/ack",
                                             params={"channel": self.channel}, json={"acks": [ack_id]})
             except httpx.HTTPError as exc:
-                raise TransientSinkError(f"HEC ack poll: {_reason(exc)}") from None
+                raise TransientSinkError(f"HEC ack poll: {describe_error(exc)}") from None
             acks = _json(response).get("acks")
             if isinstance(acks, dict) and acks.get(str(ack_id)) is True:
                 return
             if response.status_code != 200:
                 raise TransientSinkError(f"HEC ack poll answered {response.status_code}: {response.text[:120]}")
-            time.sleep(self.config.ack_poll_interval.total_seconds())
+            if self.stopping.wait(self.config.ack_poll_interval.total_seconds()):
+                raise TransientSinkError(f"stopping while waiting for ackId {ack_id}; the batch will be sent again")
         raise TransientSinkError(
             f"Splunk did not acknowledge ackId {ack_id} within {self.config.ack_timeout.total_seconds():g}s; "
             "sending the batch again")
@@ -233,10 +234,6 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".rstrip(": ")
 
 
 SINK = SplunkHecSink

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import socket
 import ssl
@@ -37,7 +38,8 @@ class SyslogSettings(SinkSettings):
     framing: Literal["octet-counting", "lf"] = "octet-counting"
     format: Literal["rfc5424", "rfc3164"] = "rfc5424"
     facility: int = Field(default=20, ge=0, le=23, description="20 = local4")
-    app_name: str = Field(default="postern", pattern=r"^[!-~]{1,48}$")
+    app_name: str = Field(default="postern", pattern=r"^[!-~]{1,48}$",
+                          description="APP-NAME (RFC 5424); the RFC 3164 TAG is cut to 32 characters")
     hostname: str | None = Field(default=None, description="HOSTNAME field; default: this machine's name")
     ca_bundle: Path | None = None
     verify_tls: bool = True
@@ -113,7 +115,8 @@ class SyslogSink(Sink):
             local = time.localtime(moment.timestamp())
             stamp = f"{_MONTHS[local.tm_mon - 1]} {local.tm_mday:2d} {local.tm_hour:02d}:{local.tm_min:02d}:" \
                     f"{local.tm_sec:02d}"
-            return f"<{pri}>{stamp} {self.hostname} {self.config.app_name}: ".encode() + body
+            tag = re.sub(r"[^A-Za-z0-9]", "", self.config.app_name)[:32] or "postern"  # RFC 3164 4.1.3
+            return f"<{pri}>{stamp} {self.hostname} {tag}: ".encode() + body
         stamp = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
         return f"<{pri}>1 {stamp} {self.hostname} {self.config.app_name} {self.procid} finding - ".encode() + body
 
@@ -124,8 +127,9 @@ class SyslogSink(Sink):
         address = (self.config.host, self.port)
         try:
             if self.config.protocol == "udp":
-                raw = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET, socket.SOCK_DGRAM)
-                raw.connect(address)
+                family, kind, proto, _, peer = socket.getaddrinfo(*address, type=socket.SOCK_DGRAM)[0]
+                raw = socket.socket(family, kind, proto)
+                raw.connect(peer)
             else:
                 raw = socket.create_connection(address, timeout=self.config.timeout)
                 raw.settimeout(self.config.timeout)

@@ -1289,6 +1289,13 @@ class _Handler(BaseHTTPRequestHandler):
         return body
 
     def _serve(self) -> None:
+        if int(self.headers.get("Content-Length") or 0) > self.server.emulator.max_content_length:
+            # http.max_content_length: the HTTP layer refuses the request before any REST handler sees it,
+            # with an empty 413 and a closed connection
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.close_connection = True
+            self._write(_Request(self.command, self.path, [], {}, {}, b""), _Reply(413))
+            return
         parts = urlsplit(self.path)
         path = parts.path or "/"
         segments = [unquote(s) for s in path.strip("/").split("/")] if path.strip("/") else []
@@ -1365,6 +1372,7 @@ class ElasticsearchEmulator:
         self.version = version
         self.major = int(version.split(".", 1)[0])
         self.delay: float = 0.0
+        self.max_content_length = 100 * 1024 * 1024  # http.max_content_length default (100mb)
         self.cluster_name = "docker-cluster"
         self.node_name = "es-emulator-1"
         self.cluster_uuid = _uuid()
