@@ -85,6 +85,10 @@ class Asset(BaseModel):
         default=(), description="authenticated or personal areas: must not be cached (Cache-Control: no-store)")
     expected_ports: tuple[Port, ...] = Field(default=(80, 443), description="ports allowed to be open")
     scan_ports: tuple[Port, ...] | None = Field(default=None, description="ports to probe; none: a default list")
+    mail_domain: bool | None = Field(
+        default=None, description="check SPF, DMARC, DKIM, MTA-STS here; default: when the host is an "
+                                  "organisational domain (example.com, not www.example.com)")
+    dkim_selectors: tuple[str, ...] = Field(default=(), description="DKIM selectors the domain signs with")
     criticality: Criticality = Criticality.MEDIUM
     owner: str | None = None
     tags: tuple[str, ...] = ()
@@ -150,9 +154,25 @@ class Asset(BaseModel):
                 raise ValueError(f"routes are paths starting with '/', got {route!r}")
         return value
 
+    @field_validator("dkim_selectors")
+    @classmethod
+    def _valid_selectors(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for selector in value:
+            if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", selector):
+                raise ValueError(f"a DKIM selector is dot-separated labels (RFC 6376 3.1), got {selector!r}")
+        return value
+
     @property
     def id(self) -> str:
         return self.name or self.host
+
+    @property
+    def is_ip(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
 
     @property
     def https_port(self) -> int:

@@ -15,8 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from publicsuffixlist import PublicSuffixList
 from selectolax.lexbor import LexborHTMLParser
+
+from connector.domains import organisational_domain
 
 ALGORITHM_VERSION = 6
 MINIMUM_SCORE_FOR_EXTRA_CREDIT = 90
@@ -506,11 +507,9 @@ _SRI_ORDER = ("sri-implemented-and-all-scripts-loaded-securely", "sri-implemente
               "sri-implemented-but-external-scripts-not-loaded-securely",
               "sri-not-implemented-but-external-scripts-loaded-securely",
               "sri-not-implemented-and-external-scripts-not-loaded-securely", "sri-not-implemented-response-not-html")
-_PSL = PublicSuffixList()
-
 
 def _registrable(host: str) -> str | None:
-    return _PSL.privatesuffix(host.lower().rstrip(".")) if host else None
+    return organisational_domain(host)
 
 
 def _sri(site: SiteResponses) -> str:

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from connector.catalog import Catalog, load_catalog
-from connector.checks import ScanContext, ScanSettings
+from connector.checks import ScanContext, ScanSettings, available_checks
 from connector.config import Config, build_checks
 from connector.engine import ScanPlan, scan
 from connector.model import Asset, Finding, Status
@@ -88,6 +88,19 @@ def scanned(pki: Pki, catalog: Catalog) -> list[Finding]:
     with site("ship.test", pki.intermediate.issue(["ship.test"])) as good, \
             site("weak.ship.test", self_signed("weak.ship.test")) as weak:
         return run_scan([good.asset, weak.asset], catalog, ca_bundle=pki.bundle)
+
+
+DNS_CHECKS = ("dns", "spf", "dmarc", "dkim", "mta_sts")
+
+
+def web_checks() -> list[str]:
+    """The checks that reach a target over TCP; the DNS family asks resolvers, which its own tests point at Knot."""
+    return [name for name in available_checks() if name not in DNS_CHECKS]
+
+
+def without_dns_checks() -> dict[str, dict[str, bool]]:
+    """A config ``checks:`` section for tests whose target name must not depend on the machine's resolver."""
+    return {name: {"enabled": False} for name in DNS_CHECKS}
 
 
 def make_pipeline(tmp_path: Path, catalog: Catalog, sinks: list[dict[str, object]], **spool: object) -> Pipeline:

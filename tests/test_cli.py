@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Pki
+from conftest import Pki, web_checks
 from connector.checks import available_checks
 from support.pki import self_signed
 from support.sites import hardened_routes, site
@@ -27,7 +27,7 @@ def scan_args(hosted, pki: Pki, *extra: str) -> list[str]:
 
 def test_scan_writes_ecs_json_lines_and_exits_zero_for_a_hardened_host(pki: Pki) -> None:
     with site("cli.test", pki.intermediate.issue(["cli.test"]), https_routes=hardened_routes()) as good:
-        done = connector(*scan_args(good, pki, "--fail-on", "low"))
+        done = connector(*scan_args(good, pki, "--fail-on", "low", "--checks", ",".join(web_checks())))
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(events) > 25
@@ -80,4 +80,4 @@ def test_the_shipped_example_configuration_is_valid() -> None:
     done = subprocess.run([sys.executable, "-m", "connector", "validate", "-c", str(example)], capture_output=True,
                           text=True, check=False, env={**os.environ, **secrets})
     assert done.returncode == 0, done.stderr
-    assert f"valid: 3 asset(s), {len(available_checks())} check(s)" in done.stdout and "4 sink(s)" in done.stdout
+    assert f"valid: 4 asset(s), {len(available_checks())} check(s)" in done.stdout and "4 sink(s)" in done.stdout

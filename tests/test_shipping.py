@@ -11,8 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import make_pipeline, wait_until
-from connector.checks import available_checks
+from conftest import make_pipeline, wait_until, web_checks, without_dns_checks
 from connector.shipping import Shipper
 from connector.sinks.base import SendOutcome, Sink, SinkSettings
 from connector.spool import NewEvent, Spool, SpooledEvent
@@ -76,7 +75,8 @@ def test_events_spooled_before_a_cef_sink_existed_become_dead_letters_not_empty_
 
 def write_config(path: Path, sinks: list[dict[str, object]]) -> Path:
     path.write_text(yaml.safe_dump({"assets": [{"host": "no-such-host.invalid", "http_port": None}],
-                                    "state_dir": str(path.parent / "state"), "sinks": sinks}))
+                                    "checks": without_dns_checks(), "state_dir": str(path.parent / "state"),
+                                    "sinks": sinks}))
     return path
 
 
@@ -94,7 +94,7 @@ def test_scan_exits_3_and_says_so_when_the_receiver_rejects_events(tmp_path: Pat
         stored = len(cluster.ids("logs-postern.findings-default"))
     assert done.returncode == 3, done.stderr
     assert "rejected by the receiver (elasticsearch: 2)" in done.stderr and "Traceback" not in done.stderr
-    assert stored == len(available_checks()) - 2  # one error event per check, two of them refused
+    assert stored == len(web_checks()) - 2  # one error event per check, two of them refused
     status = connector("spool", "status", "-c", str(config), "--dead-letters")
     assert status.returncode == 0 and "document_parsing_exception" in status.stdout
 

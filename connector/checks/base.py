@@ -17,6 +17,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from connector.model import Asset, CheckOutcome, Target
+from connector.probes.dns import DnsClient, ResolverSettings
 from connector.probes.endpoint import Endpoint
 from connector.probes.http import HttpFetcher
 from connector.probes.tls.prober import TlsProber
@@ -40,6 +41,8 @@ class ScanSettings(BaseModel):
     connections_per_host: int = Field(default=3, ge=1, le=32, description="parallel connections to one endpoint")
     ca_bundle: Path | None = Field(default=None, description="PEM roots to trust instead of the system store")
     user_agent: str = "postern-connector (security posture scan)"
+    dns: ResolverSettings = Field(default_factory=ResolverSettings,
+                                  description="resolvers for the DNS and e-mail checks")
 
 
 class NoSettings(BaseModel):
@@ -54,6 +57,7 @@ class ScanContext:
         self.now = now or utc_now()
         self._shared: dict[tuple[str, Any], Any] = {}
         self._http: HttpFetcher | None = None
+        self._dns: DnsClient | None = None
         self.released_tls_connections = 0
 
     def shared(self, kind: str, key: tuple[Any, ...], factory: Callable[[], SharedT]) -> SharedT:
@@ -86,6 +90,13 @@ class ScanContext:
                 user_agent=self.settings.user_agent,
             )
         return self._http
+
+    @property
+    def dns(self) -> DnsClient:
+        """Lookups through the configured resolvers, memoised for the whole scan (checks share domains)."""
+        if self._dns is None:
+            self._dns = DnsClient(self.settings.dns)
+        return self._dns
 
     def web(self, asset: Asset) -> WebProbe:
         """The asset's pages, fetched once per scan for every check that reads them."""

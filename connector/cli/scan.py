@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import sys
 from collections import Counter
@@ -100,6 +101,9 @@ def scan_command(
     ca_bundle: Annotated[Path | None, typer.Option(help="PEM roots to trust instead of the system store.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds per connection (default 5).")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Targets probed at once (default 32).")] = None,
+    dns_server: Annotated[list[str] | None, typer.Option(
+        help="Resolver for the DNS and e-mail checks: ADDRESS or ADDRESS:PORT (repeatable; default: the system's).")]
+    = None,
     criticality: Annotated[Criticality, typer.Option(help="Criticality given to command-line targets.")]
     = Criticality.MEDIUM,
     state: Annotated[Path | None, typer.Option(help="SQLite file remembering first-seen times across runs.")]
@@ -119,7 +123,9 @@ def scan_command(
         assets = list(loaded.assets)
     if not assets:
         fail("nothing to scan: give targets or a config with assets")
-    settings = _settings(loaded.scan if loaded else ScanSettings(), ca_bundle, timeout, concurrency)
+    base = loaded.scan if loaded else ScanSettings()
+    settings = _settings(base, {"ca_bundle": ca_bundle, "connect_timeout": timeout, "concurrency": concurrency,
+                                "dns": _resolvers(base, dns_server or [])})
     only = [name.strip() for name in checks.split(",") if name.strip()] if checks else None
     configured = build_checks(loaded.checks if loaded else {}, only)
     catalog, normaliser = load_catalog_and_normaliser(
@@ -165,20 +171,31 @@ def _severity(value: str) -> Severity:
         fail(f"--fail-on must be one of {', '.join(s.value for s in Severity)}, not {value!r}")
 
 
-def _settings(
-    base: ScanSettings, ca_bundle: Path | None, timeout: float | None, concurrency: int | None
-) -> ScanSettings:
-    updates: dict[str, object] = {}
-    if ca_bundle is not None:
-        updates["ca_bundle"] = ca_bundle
-    if timeout is not None:
-        updates["connect_timeout"] = timeout
-    if concurrency is not None:
-        updates["concurrency"] = concurrency
+def _settings(base: ScanSettings, updates: dict[str, object]) -> ScanSettings:
+    """The configured scan settings with the command line's overrides (options left unset are None)."""
+    given = {name: value for name, value in updates.items() if value is not None}
     try:
-        return ScanSettings.model_validate({**base.model_dump(), **updates})
+        return ScanSettings.model_validate({**base.model_dump(), **given})
     except ValidationError as exc:
         fail(format_validation_error(exc))
+
+
+_RESOLVER = re.compile(r"\[(?P<v6>[0-9A-Fa-f:.]+)\](:(?P<port6>\d+))?|(?P<v4>[^:]+)(:(?P<port>\d+))?|(?P<bare>.+)")
+
+
+def _resolvers(base: ScanSettings, servers: list[str]) -> dict[str, object] | None:
+    """``--dns-server 10.0.0.53`` / ``127.0.0.1:5353`` / ``[::1]:5353``: resolvers for the DNS and e-mail checks."""
+    if not servers:
+        return None
+    addresses, ports = [], set()
+    for server in servers:
+        match = _RESOLVER.fullmatch(server)
+        assert match is not None  # the last alternative takes anything
+        addresses.append(match["v6"] or match["v4"] or match["bare"])
+        ports.add(int(match["port6"] or match["port"] or 53))
+    if len(ports) > 1:
+        fail("--dns-server: every resolver must use the same port")
+    return {**base.dns.model_dump(), "nameservers": addresses, "port": ports.pop()}
 
 
 async def _scan(

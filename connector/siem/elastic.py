@@ -44,9 +44,9 @@ def field_types(directory: Path | None = None) -> dict[str, str]:
             if target not in custom:
                 raise ConfigError(f"mappings/elastic/custom-fields.yaml: no type for {target}")
             types[target] = str(custom[target])
-        elif target in reference:
+        elif target in reference and reference[target].type not in _NOT_INDEXED_TYPES:
             types[target] = reference[target].type
-        else:  # a whole object, e.g. tls.server.x509: every ECS field under it
+        else:  # a whole object, e.g. tls.server.x509 or dns.answers: every ECS field under it
             for name, field in reference.items():
                 if name.startswith(target + "."):
                     types[name] = field.type

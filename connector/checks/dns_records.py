@@ -1,0 +1,292 @@
+"""DNS records of each asset: what they are (for drift detection), and dangling aliases, CAA and nameservers.
+
+The A, AAAA, CNAME, NS, MX and CAA records are reported as observed values on every finding (and as ECS
+``dns.*`` fields). A CNAME chain ending in NXDOMAIN is dangling; one ending at a provider known for takeovers is
+fetched and compared with the provider's "no such site" page (mappings/takeover.yaml). Every nameserver of the
+asset's zone is asked directly, without recursion, whether it serves the zone: lame and unreachable servers are
+findings. A lookup that fails (SERVFAIL, timeout) is an error finding, never "no record".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from connector.catalog import format_validation_error
+from connector.checks.base import Check, ScanContext
+from connector.domains import organisational_domain
+from connector.errors import ConfigError, ProbeError
+from connector.model import Asset, CheckOutcome, RuleResult, Status, Target
+from connector.probes.dns import Answer, Authority, DnsClient, DnsError
+from connector.resources import mappings_dir
+from connector.yamlio import load_yaml
+
+
+class Provider(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    suffixes: tuple[str, ...] = Field(min_length=1)
+    fingerprints: tuple[str, ...] = ()
+
+    def covers(self, name: str) -> bool:
+        return any(name == suffix or name.endswith("." + suffix) for suffix in self.suffixes)
+
+
+class TakeoverFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    providers: tuple[Provider, ...]
+
+
+@cache
+def load_providers(path: Path) -> TakeoverFile:
+    try:
+        return TakeoverFile.model_validate(load_yaml(path))
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {format_validation_error(exc)}") from None
+
+
+class DnsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    takeover_file: Path | None = Field(default=None, description="default: mappings/takeover.yaml")
+    nameservers: bool = Field(default=True, description="ask each of the zone's nameservers directly")
+    ipv6_nameservers: bool = Field(default=False, description="also probe nameservers' IPv6 addresses")
+
+    @property
+    def providers(self) -> TakeoverFile:
+        return load_providers(self.takeover_file or mappings_dir() / "takeover.yaml")
+
+    @model_validator(mode="after")
+    def _loads(self) -> DnsSettings:
+        try:
+            self.providers  # noqa: B018 - a broken takeover file is a configuration error, reported at start
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """What the alias target said when fetched: the provider and whether its "no such site" page came back."""
+
+    provider: str
+    url: str
+    fingerprint: str | None  # the matched text; None if the site answered normally
+    error: str | None = None  # could not fetch it
+
+
+@dataclass(frozen=True)
+class Nameserver:
+    name: str
+    addresses: tuple[str, ...]
+    authorities: tuple[Authority, ...]
+    resolution_error: str | None = None
+
+
+@dataclass(frozen=True)
+class DnsObservation:
+    answers: dict[str, Answer]  # A, AAAA, MX, TXT... at the host
+    caa: Answer | None  # the relevant CAA RRset (RFC 8659 climbing), None if none up to the organisational domain
+    zone: str | None
+    nameservers: tuple[Nameserver, ...]
+    takeover: Takeover | None
+
+
+class DnsRecordsCheck(Check[DnsObservation, DnsSettings]):
+    name = "dns"
+    description = "A/AAAA/CNAME/NS/MX/CAA records, dangling CNAMEs, missing CAA, lame or unreachable nameservers"
+    settings_model = DnsSettings
+
+    def targets(self, asset: Asset) -> list[Target]:
+        return [] if asset.is_ip else [Target(asset)]
+
+    async def observe(self, target: Target, ctx: ScanContext, settings: DnsSettings) -> DnsObservation:
+        dns = ctx.dns
+        host = target.asset.host
+        kinds = ("A", "AAAA", "MX")
+        answers = dict(zip(kinds, await asyncio.gather(*(dns.lookup(host, kind) for kind in kinds)), strict=True))
+        caa, zone = await asyncio.gather(_relevant_caa(dns, host), _zone_apex(dns, host))
+        nameservers: tuple[Nameserver, ...] = ()
+        if zone is not None:
+            answers["NS"] = await dns.lookup(zone, "NS", follow=False)
+            if settings.nameservers:
+                nameservers = tuple(await asyncio.gather(*(
+                    _probe_nameserver(dns, name, zone, settings.ipv6_nameservers) for name in answers["NS"].data)))
+        takeover = await _takeover(ctx, target.asset, answers, settings.providers)
+        return DnsObservation(answers, caa, zone, nameservers, takeover)
+
+    def judge(self, target: Target, observation: DnsObservation, settings: DnsSettings,
+              now: datetime) -> CheckOutcome:
+        host = target.asset.host
+        a, aaaa = observation.answers["A"], observation.answers["AAAA"]
+        chain = a.chain or aaaa.chain
+        results = [*_address(host, a, aaaa, chain), _dangling(host, a, aaaa, chain, observation.takeover)]
+        if not chain and "NXDOMAIN" in (a.rcode, aaaa.rcode):
+            # a name that does not exist has no certificates to restrict; its zone's servers, if any, are judged
+            results += _nameservers(observation) if observation.zone else []
+        else:
+            results += [_caa(host, observation.caa), *_nameservers(observation)]
+        return CheckOutcome(results, _observed(host, observation))
+
+
+async def _relevant_caa(dns: DnsClient, host: str) -> Answer | None:
+    """RFC 8659 3: the CAA RRset of the name or its closest ancestor that has one (not above the org domain)."""
+    boundary = organisational_domain(host) or host
+    name = host
+    while True:
+        answer = await dns.lookup(name, "CAA")
+        if answer.exists:
+            return answer
+        if name == boundary or "." not in name:
+            return None
+        name = name.split(".", 1)[1]
+
+
+async def _zone_apex(dns: DnsClient, host: str) -> str | None:
+    """The closest enclosing name with its own NS records (a CNAME is never an apex)."""
+    boundary = organisational_domain(host)
+    name = host
+    while True:
+        answer = await dns.lookup(name, "NS", follow=False)
+        if answer.exists and not answer.chain:
+            return name
+        if name == boundary or "." not in name:
+            return None
+        name = name.split(".", 1)[1]
+
+
+async def _probe_nameserver(dns: DnsClient, name: str, zone: str, ipv6: bool) -> Nameserver:
+    kinds = ("A", "AAAA") if ipv6 else ("A",)
+    try:
+        addresses = [address for kind in kinds for address in (await dns.lookup(name, kind)).data]
+    except DnsError as exc:
+        return Nameserver(name, (), (), str(exc))
+    if not addresses:
+        return Nameserver(name, (), (), f"{name} has no {'/'.join(kinds)} record")
+    authorities = await asyncio.gather(*(dns.probe_authority(address, zone) for address in addresses))
+    return Nameserver(name, tuple(addresses), tuple(authorities))
+
+
+async def _takeover(ctx: ScanContext, asset: Asset, answers: dict[str, Answer],
+                    providers: TakeoverFile) -> Takeover | None:
+    """Fetch the alias target when it belongs to a provider with a known "no such site" page."""
+    a, aaaa = answers["A"], answers["AAAA"]
+    chain = a.chain or aaaa.chain
+    provider = next((p for name in reversed(chain) for p in providers.providers if p.covers(name)), None)
+    addresses = a.data + aaaa.data
+    if provider is None or not provider.fingerprints or not addresses:
+        return None
+    scheme, port = ("http", asset.http_port) if asset.http_port else ("https", asset.https_port)
+    default = 80 if scheme == "http" else 443
+    url = f"{scheme}://{asset.host}{'' if port == default else f':{port}'}/"
+    try:
+        fetched = await ctx.http.get(url, address=addresses[0], verify=False)
+    except ProbeError as exc:
+        return Takeover(provider.name, url, None, str(exc))
+    body = fetched.body.decode("utf-8", "replace")
+    return Takeover(provider.name, url, next((text for text in provider.fingerprints if text in body), None))
+
+
+def _address(host: str, a: Answer, aaaa: Answer, chain: tuple[str, ...]) -> list[RuleResult]:
+    if chain:
+        return []  # an alias that leads nowhere is the dangling-CNAME finding, not this one
+    if a.exists or aaaa.exists:
+        return [RuleResult("dns.no_address", Status.PASS, f"{host} resolves to {', '.join(a.data + aaaa.data)}")]
+    why = "does not exist (NXDOMAIN)" if "NXDOMAIN" in (a.rcode, aaaa.rcode) else "has no A or AAAA record"
+    return [RuleResult("dns.no_address", Status.FAIL, f"{host} {why}", {"response_code": a.rcode})]
+
+
+def _dangling(host: str, a: Answer, aaaa: Answer, chain: tuple[str, ...], takeover: Takeover | None) -> RuleResult:
+    rule = "dns.dangling_cname"
+    if not chain:
+        return RuleResult(rule, Status.PASS, f"{host} is not an alias (no CNAME)")
+    path = " -> ".join((host, *chain))
+    evidence: dict[str, object] = {"cname_chain": list(chain), "target": chain[-1]}
+    if not (a.exists or aaaa.exists) and "NXDOMAIN" in (a.rcode, aaaa.rcode):
+        return RuleResult(rule, Status.FAIL, f"{path}: the alias target does not exist (NXDOMAIN); whoever "
+                                             f"registers {chain[-1]} controls {host}", evidence)
+    if takeover is not None:
+        evidence |= {"provider": takeover.provider, "url": takeover.url}
+        if takeover.error is not None:
+            return RuleResult(rule, Status.ERROR, f"{path}: cannot fetch {takeover.url} to compare with "
+                                                  f"{takeover.provider}'s unclaimed-site page: {takeover.error}",
+                              evidence)
+        if takeover.fingerprint is not None:
+            return RuleResult(rule, Status.FAIL, f"{path}: {takeover.provider} answers with its unclaimed-site "
+                                                 f"page ({takeover.fingerprint!r}); the resource can be claimed",
+                              evidence | {"fingerprint": takeover.fingerprint})
+    return RuleResult(rule, Status.PASS, f"{path}: the alias target exists", evidence)
+
+
+def _caa(host: str, caa: Answer | None) -> RuleResult:
+    if caa is None:
+        return RuleResult("dns.caa_missing", Status.FAIL,
+                          f"no CAA record at {host} or its parents: any certification authority may issue for it")
+    where = caa.name if caa.name == host else f"{caa.name} (inherited)"
+    return RuleResult("dns.caa_missing", Status.PASS, f"CAA at {where}: {'; '.join(caa.data)}",
+                      {"caa": caa.data, "owner": caa.name})
+
+
+def _nameservers(observation: DnsObservation) -> list[RuleResult]:
+    if observation.zone is None:
+        return [RuleResult(rule, Status.ERROR, "no zone apex with NS records found up to the registrable domain")
+                for rule in ("dns.nameserver_lame", "dns.nameserver_unreachable")]
+    zone = observation.zone
+    lame: list[RuleResult] = []
+    unreachable: list[RuleResult] = []
+    for server in observation.nameservers:
+        if server.resolution_error is not None:
+            unreachable.append(RuleResult(
+                "dns.nameserver_unreachable", Status.FAIL,
+                f"nameserver {server.name} of {zone} cannot be reached: {server.resolution_error}",
+                {"nameserver": server.name, "zone": zone}, subject=server.name))
+            continue
+        verdicts = {authority.verdict for authority in server.authorities}
+        detail = "; ".join(f"{a.address}: {a.detail}" for a in server.authorities if a.verdict != "authoritative")
+        evidence = {"nameserver": server.name, "zone": zone, "addresses": list(server.addresses),
+                    "answers": {a.address: a.detail for a in server.authorities}}
+        if "lame" in verdicts:
+            lame.append(RuleResult("dns.nameserver_lame", Status.FAIL,
+                                   f"nameserver {server.name} is not authoritative for {zone} ({detail})",
+                                   evidence, subject=server.name))
+        elif verdicts == {"unreachable"}:
+            unreachable.append(RuleResult("dns.nameserver_unreachable", Status.FAIL,
+                                          f"nameserver {server.name} of {zone} does not answer ({detail})",
+                                          evidence, subject=server.name))
+    names = ", ".join(server.name for server in observation.nameservers) or "none probed"
+    if not lame:
+        lame.append(RuleResult("dns.nameserver_lame", Status.PASS, f"nameservers of {zone} answer "
+                                                                   f"authoritatively ({names})"))
+    if not unreachable:
+        unreachable.append(RuleResult("dns.nameserver_unreachable", Status.PASS,
+                                      f"every nameserver of {zone} answers ({names})"))
+    return lame + unreachable
+
+
+def _observed(host: str, observation: DnsObservation) -> dict[str, object]:
+    answers = observation.answers
+    a = answers["A"]
+    ecs = a.ecs()
+    for kind in ("AAAA", "MX", "NS"):
+        if kind in answers:
+            ecs["answers"] += [record.ecs() for record in answers[kind].records]
+    if observation.caa is not None:
+        ecs["answers"] += [record.ecs() for record in observation.caa.records]
+    ecs["resolved_ip"] = a.data + answers["AAAA"].data
+    ecs["question"]["registered_domain"] = organisational_domain(host)
+    records = {
+        "a": a.data, "aaaa": answers["AAAA"].data, "cname": list(a.chain or answers["AAAA"].chain),
+        "mx": answers["MX"].data, "ns": answers["NS"].data if "NS" in answers else [],
+        "caa": observation.caa.data if observation.caa else [], "zone": observation.zone,
+    }
+    return {"dns": ecs, "dns_records": records}
+
+
+CHECK = DnsRecordsCheck()
