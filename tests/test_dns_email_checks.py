@@ -25,7 +25,15 @@ from connector.catalog import Catalog
 from connector.model import Asset, Finding, Status
 from connector.normalise import Normaliser
 from support.cef import parse_cef
-from support.dns_server import DnsServer, SilentDnsServer, Zone, lame_nameserver, nameserver_records, txt_strings
+from support.dns_server import (
+    DnsServer,
+    GarbageDnsServer,
+    SilentDnsServer,
+    Zone,
+    lame_nameserver,
+    nameserver_records,
+    txt_strings,
+)
 from support.ecs import assert_ecs_valid
 from support.web import Reply, WebServer, tls_context
 
@@ -347,3 +355,13 @@ def test_a_domain_that_does_not_exist_gets_one_error_per_mail_check_not_missing_
     assert failing(findings) == {"dns.no_address"}
     assert {finding.check for finding in errors(findings)} == set(MAIL_CHECKS)
     assert all("does not exist (NXDOMAIN)" in finding.message for finding in errors(findings))
+
+
+@pytest.mark.parametrize("mode", ["short", "junk", "wrong-id"])
+def test_a_resolver_answering_garbage_gives_clear_error_findings(pki: Pki, catalog: Catalog, mode: str) -> None:
+    with GarbageDnsServer(mode) as garbage:  # type: ignore[arg-type]
+        findings = Lab(garbage.port, 1, 1, pki, catalog).scan(Case("good.test", set()), tcp_fallback=False)
+    assert failing(findings) == set()
+    assert {finding.check for finding in errors(findings)} == set(ALL_DNS_CHECKS)
+    assert all("malformed answer" in finding.message for finding in errors(findings)), \
+        [finding.message for finding in errors(findings)]

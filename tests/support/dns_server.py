@@ -761,6 +761,54 @@ class SilentDnsServer:
                         sock.close()
 
 
+# -- a nameserver that answers garbage ---------------------------------------------------------------------------
+
+
+class GarbageDnsServer:
+    """Answers every UDP query with bytes that are not a DNS message for it; TCP is refused.
+
+    ``mode``: ``"short"`` (3 bytes: shorter than a header), ``"junk"`` (the query's ID, then random-looking bytes
+    claiming records that are not there), ``"wrong-id"`` (a well-formed answer to another query ID).
+    """
+
+    def __init__(self, mode: Literal["short", "junk", "wrong-id"], *, address: str = DEFAULT_ADDRESS) -> None:
+        self.mode = mode
+        self.address = _loopback(address)
+        self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._udp.bind((self.address, 0))
+        self._udp.settimeout(0.05)
+        self.port = int(self._udp.getsockname()[1])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"garbage-dns-{self.port}", daemon=True)
+
+    def __enter__(self) -> GarbageDnsServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(STOP_TIMEOUT)
+        self._udp.close()
+
+    def _reply(self, query: bytes) -> bytes:
+        if self.mode == "short":
+            return b"\x00\x01\x02"
+        if self.mode == "junk":
+            return query[:2] + b"\x81\x80\x00\x01\x00\x05\x00\x00\x00\x00" + bytes(range(7, 200, 3))
+        other = dns.message.make_response(dns.message.from_wire(query))
+        other.id = (other.id + 1) % 65536
+        return other.to_wire()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                query, peer = self._udp.recvfrom(65535)
+            except (TimeoutError, OSError):
+                continue
+            with contextlib.suppress(OSError, dns.exception.DNSException):
+                self._udp.sendto(self._reply(query), peer)
+
+
 # -- lame nameservers --------------------------------------------------------------------------------------------
 
 
