@@ -97,8 +97,9 @@ async def _authorised(dns: DnsClient, domain: str, destination: str) -> bool | s
 def _validity(record: DmarcRecord, where: str) -> RuleResult:
     if not record.problems:
         return RuleResult("dmarc.invalid", Status.PASS, "the DMARC record is valid")
-    usable = record.policy is not None
-    consequence = "receivers ignore those tags" if usable else "receivers apply p=none (a valid rua is present)"
+    usable = record.policy_usable
+    consequence = "receivers ignore those tags" if usable else \
+        "receivers apply p=none instead (RFC 7489 6.6.3; a valid rua is present)"
     return RuleResult("dmarc.invalid", Status.FAIL, f"{where}: {'; '.join(record.problems)}; {consequence}",
                       {"problems": list(record.problems)}, severity=Severity.MEDIUM if usable else None)
 
@@ -111,7 +112,7 @@ def _policy_results(record: DmarcRecord, where: str, inherited: bool) -> list[Ru
                RuleResult("dmarc.policy_none", Status.PASS, f"policy {policy}", {"policy": policy})]
     subdomain = record.effective_subdomain_policy
     strength = {name: rank for rank, name in enumerate(POLICIES)}
-    if record.policy and subdomain and strength[subdomain] < strength[record.policy]:
+    if record.policy_usable and record.policy and subdomain and strength[subdomain] < strength[record.policy]:
         results.append(RuleResult("dmarc.subdomain_policy_weaker", Status.FAIL,
                                   f"{where}: sp={subdomain} is weaker than p={record.policy}",
                                   {"policy": record.policy, "subdomain_policy": subdomain}))

@@ -10,10 +10,12 @@ findings. A lookup that fails (SERVFAIL, timeout) is an error finding, never "no
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -25,6 +27,8 @@ from connector.model import Asset, CheckOutcome, RuleResult, Status, Target
 from connector.probes.dns import Answer, Authority, DnsClient, DnsError
 from connector.resources import mappings_dir
 from connector.yamlio import load_yaml
+
+T = TypeVar("T")
 
 
 class Provider(BaseModel):
@@ -92,11 +96,12 @@ class Nameserver:
 
 @dataclass(frozen=True)
 class DnsObservation:
-    answers: dict[str, Answer]  # A, AAAA, MX, TXT... at the host
+    answers: dict[str, Answer]  # A, AAAA, MX and the zone's NS
     caa: Answer | None  # the relevant CAA RRset (RFC 8659 climbing), None if none up to the organisational domain
     zone: str | None
     nameservers: tuple[Nameserver, ...]
     takeover: Takeover | None
+    failures: dict[str, str]  # lookups that failed ("MX", "CAA", "NS"): only the rules needing them are errors
 
 
 class DnsRecordsCheck(Check[DnsObservation, DnsSettings]):
@@ -108,19 +113,30 @@ class DnsRecordsCheck(Check[DnsObservation, DnsSettings]):
         return [] if asset.is_ip else [Target(asset)]
 
     async def observe(self, target: Target, ctx: ScanContext, settings: DnsSettings) -> DnsObservation:
+        """A and AAAA must answer (else the check is an error); MX, CAA and NS failures only void their rules."""
         dns = ctx.dns
         host = target.asset.host
-        kinds = ("A", "AAAA", "MX")
-        answers = dict(zip(kinds, await asyncio.gather(*(dns.lookup(host, kind) for kind in kinds)), strict=True))
-        caa, zone = await asyncio.gather(_relevant_caa(dns, host), _zone_apex(dns, host))
+        a, aaaa = await asyncio.gather(dns.lookup(host, "A"), dns.lookup(host, "AAAA"))
+        answers = {"A": a, "AAAA": aaaa}
+        failures: dict[str, str] = {}
+        mx, caa, zone = await asyncio.gather(_attempt(dns.lookup(host, "MX")), _attempt(_relevant_caa(dns, host)),
+                                             _attempt(_zone_apex(dns, host)))
+        for kind, outcome in (("MX", mx), ("CAA", caa), ("NS", zone)):
+            if isinstance(outcome, DnsError):
+                failures[kind] = str(outcome)
+        if isinstance(mx, Answer):
+            answers["MX"] = mx
         nameservers: tuple[Nameserver, ...] = ()
-        if zone is not None:
-            answers["NS"] = await dns.lookup(zone, "NS", follow=False)
-            if settings.nameservers:
-                nameservers = tuple(await asyncio.gather(*(
-                    _probe_nameserver(dns, name, zone, settings.ipv6_nameservers) for name in answers["NS"].data)))
+        if isinstance(zone, str):
+            try:
+                answers["NS"] = await dns.lookup(zone, "NS", follow=False)
+                if settings.nameservers:
+                    nameservers = await _probe_nameservers(dns, zone, answers["NS"].data, settings.ipv6_nameservers)
+            except DnsError as exc:
+                failures["NS"] = str(exc)
         takeover = await _takeover(ctx, target.asset, answers, settings.providers)
-        return DnsObservation(answers, caa, zone, nameservers, takeover)
+        return DnsObservation(answers, caa if isinstance(caa, Answer) else None,
+                              zone if isinstance(zone, str) else None, nameservers, takeover, failures)
 
     def judge(self, target: Target, observation: DnsObservation, settings: DnsSettings,
               now: datetime) -> CheckOutcome:
@@ -132,7 +148,9 @@ class DnsRecordsCheck(Check[DnsObservation, DnsSettings]):
             # a name that does not exist has no certificates to restrict; its zone's servers, if any, are judged
             results += _nameservers(observation) if observation.zone else []
         else:
-            results += [_caa(host, observation.caa), *_nameservers(observation)]
+            caa = RuleResult("dns.caa_missing", Status.ERROR, f"CAA lookup failed: {observation.failures['CAA']}") \
+                if "CAA" in observation.failures else _caa(host, observation.caa)
+            results += [caa, *_nameservers(observation)]
         return CheckOutcome(results, _observed(host, observation))
 
 
@@ -162,12 +180,30 @@ async def _zone_apex(dns: DnsClient, host: str) -> str | None:
         name = name.split(".", 1)[1]
 
 
-async def _probe_nameserver(dns: DnsClient, name: str, zone: str, ipv6: bool) -> Nameserver:
+async def _attempt(lookup: Awaitable[T]) -> T | DnsError:
+    try:
+        return await lookup
+    except DnsError as exc:
+        return exc
+
+
+async def _probe_nameservers(dns: DnsClient, zone: str, listed: list[str], ipv6: bool) -> tuple[Nameserver, ...]:
+    """Every nameserver of the zone: those in its own NS set and those the parent delegates to (with glue)."""
+    delegated = await dns.delegation(zone)
+    names = list(dict.fromkeys([*listed, *delegated]))
+    return tuple(await asyncio.gather(*(_probe_nameserver(dns, name, zone, ipv6, delegated.get(name, []))
+                                        for name in names)))
+
+
+async def _probe_nameserver(dns: DnsClient, name: str, zone: str, ipv6: bool, glue: list[str]) -> Nameserver:
     kinds = ("A", "AAAA") if ipv6 else ("A",)
     try:
         addresses = [address for kind in kinds for address in (await dns.lookup(name, kind)).data]
     except DnsError as exc:
-        return Nameserver(name, (), (), str(exc))
+        if not glue:
+            return Nameserver(name, (), (), str(exc))
+        addresses = []
+    addresses = list(dict.fromkeys(addresses + [g for g in glue if ipv6 or ":" not in g]))
     if not addresses:
         return Nameserver(name, (), (), f"{name} has no {'/'.join(kinds)} record")
     authorities = await asyncio.gather(*(dns.probe_authority(address, zone) for address in addresses))
@@ -235,8 +271,9 @@ def _caa(host: str, caa: Answer | None) -> RuleResult:
 
 
 def _nameservers(observation: DnsObservation) -> list[RuleResult]:
-    if observation.zone is None:
-        return [RuleResult(rule, Status.ERROR, "no zone apex with NS records found up to the registrable domain")
+    if observation.zone is None or "NS" in observation.failures:
+        reason = observation.failures.get("NS", "no zone apex with NS records found up to the registrable domain")
+        return [RuleResult(rule, Status.ERROR, reason)
                 for rule in ("dns.nameserver_lame", "dns.nameserver_unreachable")]
     zone = observation.zone
     lame: list[RuleResult] = []
@@ -256,9 +293,10 @@ def _nameservers(observation: DnsObservation) -> list[RuleResult]:
             lame.append(RuleResult("dns.nameserver_lame", Status.FAIL,
                                    f"nameserver {server.name} is not authoritative for {zone} ({detail})",
                                    evidence, subject=server.name))
-        elif verdicts == {"unreachable"}:
+        elif "unreachable" in verdicts:
+            some = "does not answer" if verdicts == {"unreachable"} else "does not answer on every address"
             unreachable.append(RuleResult("dns.nameserver_unreachable", Status.FAIL,
-                                          f"nameserver {server.name} of {zone} does not answer ({detail})",
+                                          f"nameserver {server.name} of {zone} {some} ({detail})",
                                           evidence, subject=server.name))
     names = ", ".join(server.name for server in observation.nameservers) or "none probed"
     if not lame:
@@ -283,8 +321,10 @@ def _observed(host: str, observation: DnsObservation) -> dict[str, object]:
     ecs["question"]["registered_domain"] = organisational_domain(host)
     records = {
         "a": a.data, "aaaa": answers["AAAA"].data, "cname": list(a.chain or answers["AAAA"].chain),
-        "mx": answers["MX"].data, "ns": answers["NS"].data if "NS" in answers else [],
+        "mx": answers["MX"].data if "MX" in answers else [],
+        "ns": answers["NS"].data if "NS" in answers else [],
         "caa": observation.caa.data if observation.caa else [], "zone": observation.zone,
+        **({"lookup_failures": observation.failures} if observation.failures else {}),
     }
     return {"dns": ecs, "dns_records": records}
 

@@ -39,6 +39,7 @@ class Walk:
     not_followed: list[str] = field(default_factory=list)  # macro terms
     errors: list[str] = field(default_factory=list)  # DNS failures: the tree could not be evaluated
     final_all: Term | None = None  # the effective "all" (through redirects)
+    redirect_unresolved: str | None = None  # a redirect whose target could not be evaluated: the "all" is unknown
 
 
 @dataclass(frozen=True)
@@ -114,11 +115,14 @@ class _Walker:
         that of an included record, whose "all" only ends the include.
         """
         walk = self.walk
-        terms = [term for term in record.mechanisms if term.queries_dns]
+        terms = [term for term in record.evaluated if term.queries_dns]
         if record.redirect is not None:
             terms.append(next(term for term in record.terms if term.is_modifier and term.name == "redirect"))
+            if effective:
+                walk.redirect_unresolved = f"redirect={record.redirect} (in {domain})"  # cleared once followed
         elif effective:
             walk.final_all = record.all
+            walk.redirect_unresolved = None
         for term in terms:
             walk.lookups += 1
             where = f"{term.text} (in {domain})" if domain != stack[0] else term.text
@@ -177,6 +181,11 @@ class _Walker:
 
 
 def _all_results(domain: str, record: SpfRecord, walk: Walk) -> list[RuleResult]:
+    rules = ("spf.all_pass", "spf.all_neutral", "spf.softfail")
+    if walk.redirect_unresolved is not None:
+        reason = (f"SPF of {domain} ends with {walk.redirect_unresolved}, which could not be evaluated "
+                  "(see the include, loop or DNS findings): its final all is unknown")
+        return [RuleResult(rule, Status.ERROR, reason, {"record": record.text}) for rule in rules]
     final = walk.final_all
     qualifier = final.qualifier if final is not None else None
     evidence = {"all": final.text if final is not None else None, "record": record.text}

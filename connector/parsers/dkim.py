@@ -7,6 +7,7 @@ import binascii
 import re
 from dataclasses import dataclass
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
@@ -61,7 +62,7 @@ def _bits(key_type: str, material: bytes) -> int:
         return 256
     try:
         key = load_der_public_key(material)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise DkimSyntaxError("p= does not hold a DER-encoded RSA public key") from None
     if not isinstance(key, rsa.RSAPublicKey):
         raise DkimSyntaxError(f"k=rsa but p= holds a {type(key).__name__}")

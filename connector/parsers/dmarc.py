@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from connector.parsers.taglist import TagListError, parse_tags
 
 POLICIES = ("none", "quarantine", "reject")  # weakest first
-_VERSION = re.compile(r"^v\s*=\s*DMARC1\s*(;|$)")
+_VERSION = re.compile(r"^[vV]\s*=\s*DMARC1\s*(;|$)")  # tag names are case-insensitive ABNF, the value is not
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_MAILTO = re.compile(rf"mailto:[^@\s]+@(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})+", re.IGNORECASE)
 _URI = re.compile(r"^(?P<uri>[A-Za-z][A-Za-z0-9+.-]*:[^!\s]+)(?:!\d+[kmgt]?)?$")
 
 
@@ -31,21 +33,24 @@ class DmarcRecord:
     rua: tuple[str, ...] = ()
     ruf: tuple[str, ...] = ()
     problems: tuple[str, ...] = field(default=())
+    policy_usable: bool = True  # RFC 7489 6.6.3 step 6: a missing or invalid p, or an invalid sp, voids them
 
     @property
     def effective_policy(self) -> str | None:
-        """What receivers apply: p, or none when p is unusable but reports can be sent."""
-        if self.policy is None:
+        """What receivers apply: p, or none when the policy tags are unusable but reports can be sent."""
+        if not self.policy_usable:
             return "none" if self.rua else None
         return self.policy
 
     @property
     def effective_subdomain_policy(self) -> str | None:
+        if not self.policy_usable:
+            return self.effective_policy
         return self.subdomain_policy or self.effective_policy
 
     def report_domains(self) -> list[str]:
         """Domains of the mailto: report destinations, in order, without duplicates."""
-        domains = [uri.split("@", 1)[1].lower().rstrip(".") for uri in (*self.rua, *self.ruf)
+        domains = [uri.split("?", 1)[0].split("@", 1)[1].lower().rstrip(".") for uri in (*self.rua, *self.ruf)
                    if uri.lower().startswith("mailto:") and "@" in uri]
         return list(dict.fromkeys(domains))
 
@@ -73,6 +78,7 @@ def parse_dmarc(record: str) -> DmarcRecord:
     if "p" not in tags:
         problems.append("the required p= tag is missing")
     subdomain_policy = _choice(tags, "sp", POLICIES, problems)
+    usable = policy is not None and ("sp" not in tags or subdomain_policy is not None)
     adkim = _choice(tags, "adkim", ("r", "s"), problems) or "r"
     aspf = _choice(tags, "aspf", ("r", "s"), problems) or "r"
     pct = 100
@@ -86,9 +92,9 @@ def parse_dmarc(record: str) -> DmarcRecord:
     for name, pattern in (("fo", r"[01ds](:[01ds])*"), ("ri", r"\d{1,10}"), ("rf", r"[A-Za-z0-9-]+(:[A-Za-z0-9-]+)*")):
         if name in tags and not re.fullmatch(pattern, tags[name]):
             problems.append(f"{name}={tags[name]!r} is invalid")
-    if policy is None and not rua:
+    if not usable and not rua:
         raise DmarcSyntaxError("; ".join(problems))
-    return DmarcRecord(record, policy, subdomain_policy, pct, adkim, aspf, rua, ruf, tuple(problems))
+    return DmarcRecord(record, policy, subdomain_policy, pct, adkim, aspf, rua, ruf, tuple(problems), usable)
 
 
 def _choice(tags: dict[str, str], name: str, allowed: tuple[str, ...], problems: list[str]) -> str | None:
@@ -111,8 +117,7 @@ def _uris(tags: dict[str, str], name: str, problems: list[str]) -> tuple[str, ..
             problems.append(f"{name}: {item!r} is not a URI (e.g. mailto:dmarc@example.com)")
             continue
         uri = match["uri"]
-        if uri.lower().startswith("mailto:") and not re.fullmatch(r"mailto:[^@\s]+@[^@\s]+\.[^@\s]+", uri,
-                                                                  re.IGNORECASE):
+        if uri.lower().startswith("mailto:") and not _MAILTO.fullmatch(uri.split("?", 1)[0]):
             problems.append(f"{name}: {item!r} is not a valid mailto: address")
             continue
         uris.append(uri)

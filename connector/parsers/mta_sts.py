@@ -34,7 +34,7 @@ class StsPolicy:
 
 
 def sts_records(strings: list[str]) -> list[str]:
-    return [value for value in strings if value.startswith("v=STSv1")]
+    return [value for value in strings if re.match(r"v=STSv1[ \t]*(;|$)", value)]
 
 
 def parse_sts_record(record: str) -> str:
@@ -58,7 +58,7 @@ def parse_sts_policy(body: str) -> StsPolicy:
         if not line.strip():
             continue
         key, separator, value = line.partition(":")
-        if not separator or not re.fullmatch(r"[A-Za-z0-9_]+", key.strip()):
+        if not separator or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}", key.strip()):
             raise MtaStsSyntaxError(f"line {number} is not 'key: value': {line[:80]!r}")
         fields.setdefault(key.strip(), []).append(value.strip())
     if fields.get("version") != ["STSv1"]:
@@ -79,7 +79,7 @@ def parse_sts_policy(body: str) -> StsPolicy:
 
 
 def tlsrpt_records(strings: list[str]) -> list[str]:
-    return [value for value in strings if value.startswith("v=TLSRPTv1")]
+    return [value for value in strings if re.match(r"v=TLSRPTv1[ \t]*(;|$)", value)]
 
 
 def parse_tlsrpt(record: str) -> tuple[str, ...]:

@@ -67,8 +67,18 @@ class SpfRecord:
 
     @property
     def is_null(self) -> bool:
-        """``v=spf1 -all``: the domain declares it sends no mail at all."""
-        return [term.text.lower() for term in self.terms] == ["-all"]
+        """``v=spf1 -all`` (an exp= may ride along): the domain declares it sends no mail at all."""
+        return [term.text.lower() for term in self.mechanisms] == ["-all"] and self.redirect is None
+
+    @property
+    def evaluated(self) -> list[Term]:
+        """Mechanisms a receiver can reach: none after the first ``all`` (RFC 7208 5.1)."""
+        reached: list[Term] = []
+        for term in self.mechanisms:
+            reached.append(term)
+            if term.name == "all":
+                break
+        return reached
 
 
 def spf_records(strings: list[str]) -> list[str]:
@@ -93,7 +103,7 @@ def _term(text: str) -> Term:
     if match:
         name, value = match[1].lower(), match[2]
         if name in ("redirect", "exp"):
-            _domain_spec(value, text, explanation=name == "exp")
+            _domain_spec(value, text)  # exp= names a domain; %{c}, %{r}, %{t} belong in the text found there
         else:
             _macro_string(value, text)
         return Term(text, name, value=value, is_modifier=True)
@@ -174,7 +184,11 @@ def _split_mechanism(body: str) -> tuple[str, str, str]:
 
 
 def _network(name: str, value: str, text: str) -> None:
-    address, _, length = value.partition("/")
+    address, slash, length = value.partition("/")
+    if slash and not length:
+        raise SpfSyntaxError(f"{text!r}: '/' without a CIDR length")
+    if "%" in address:
+        raise SpfSyntaxError(f"{text!r}: a zone index is not allowed in an SPF network")
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
@@ -201,11 +215,14 @@ def _macro_string(value: str, text: str, *, explanation: bool = False) -> None:
             raise SpfSyntaxError(f"{text!r}: invalid character or macro at {value[position:]!r}")
 
 
-def _domain_spec(value: str, text: str, *, explanation: bool = False) -> None:
+def _domain_spec(value: str, text: str) -> None:
     """RFC 7208 7.1: a macro-string ending in a top label or a macro (so a bare IP address is not a domain)."""
-    _macro_string(value, text, explanation=explanation)
-    if value.endswith("}") or value.endswith(("%%", "%_", "%-")):
+    _macro_string(value, text)
+    if any(match.end() == len(value) for match in _MACRO.finditer(value)):
         return
-    labels = value.rstrip(".").split(".")
+    name = value[:-1] if value.endswith(".") else value
+    labels = name.split(".")
     if len(labels) < 2 or not _TOPLABEL.match(labels[-1]) or any(not label for label in labels):
         raise SpfSyntaxError(f"{text!r}: {value!r} is not a valid domain")
+    if "%" not in name and (len(name) > 253 or any(len(label) > 63 for label in labels)):
+        raise SpfSyntaxError(f"{text!r}: {value!r} is longer than DNS allows (labels 63, names 253 characters)")

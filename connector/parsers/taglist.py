@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-_TAG = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# DKIM and DMARC tag names are letters, digits and "_"; MTA-STS and TLS-RPT extensions may add "-" and "."
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class TagListError(ValueError):
@@ -13,12 +14,12 @@ class TagListError(ValueError):
 
 
 def parse_tags(record: str) -> dict[str, str]:
-    """Tags in order (names as written); a duplicate tag invalidates the whole list (RFC 6376 3.2)."""
+    """Tags in order (names as written); a duplicate tag invalidates the whole list (RFC 6376 3.2).
+
+    Empty segments (``p=none;; rua=...``, a trailing ``;``) are skipped, as receivers do.
+    """
     tags: dict[str, str] = {}
-    parts = record.split(";")
-    if parts and not parts[-1].strip():
-        parts = parts[:-1]  # a trailing ';' is allowed
-    for part in parts:
+    for part in (segment for segment in record.split(";") if segment.strip(" \t\r\n")):
         name, separator, value = part.partition("=")
         name = name.strip(" \t\r\n")
         if not separator:

@@ -138,11 +138,15 @@ class Authority:
 
 
 def text(rdata: dns.rdata.Rdata) -> str:
-    """Presentation form, with TXT character-strings joined and undecodable bytes kept visible."""
+    """Presentation form, with TXT character-strings joined and names without their final dot."""
     if rdata.rdtype == dns.rdatatype.TXT:
-        return b"".join(rdata.strings).decode("utf-8", "backslashreplace")  # type: ignore[attr-defined]
+        # undecodable bytes become U+FFFD, so parsers see a non-ASCII record instead of a different name
+        return b"".join(rdata.strings).decode("utf-8", "replace")  # type: ignore[attr-defined]
     presentation = str(rdata.to_text())
-    return presentation.rstrip(".") if rdata.rdtype in _NAME_TYPES else presentation
+    if rdata.rdtype in _NAME_TYPES and presentation.endswith(".") and not presentation.endswith(" .") \
+            and presentation != ".":
+        return presentation[:-1]  # www.example.com, but a null MX stays "0 ."
+    return presentation
 
 
 def absolute(name: str) -> str:
@@ -164,6 +168,10 @@ class DnsClient:
 
     async def lookup(self, name: str, rdtype: str, *, follow: bool = True) -> Answer:
         """Records of ``rdtype`` at ``name`` (following CNAMEs unless ``follow`` is off); DnsError if unknowable."""
+        try:
+            dns.name.from_text(absolute(name))
+        except (dns.exception.DNSException, ValueError) as exc:
+            raise DnsError(f"{name!r} is not a valid domain name: {exc}") from None
         key = (relative(name), rdtype.upper(), follow)
         task = self._answers.get(key)
         if task is None:
@@ -205,9 +213,12 @@ class DnsClient:
                     failures.append(str(exc))
                     continue
                 rcode = response.rcode()
-                if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+                if _is_referral(response):
+                    failures.append(f"a referral from {server}, which does not recurse")
+                elif rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
                     return response
-                failures.append(f"{dns.rcode.to_text(rcode)} from {server}")
+                else:
+                    failures.append(f"{dns.rcode.to_text(rcode)} from {server}")
         unique = list(dict.fromkeys(failures))
         raise DnsError(f"{relative(name)} {rdtype}: no usable answer ({'; '.join(unique)})")
 
@@ -222,8 +233,6 @@ class DnsClient:
                     response = await dns.asyncquery.tcp(query, server, timeout=timeout, port=port)
             else:
                 response = await dns.asyncquery.udp(query, server, timeout=timeout, port=port)
-                if response.flags & dns.flags.TC:
-                    raise DnsError(f"truncated answer from {where} and tcp_fallback is off")
         except dns.exception.Timeout:
             raise DnsError(f"timed out after {timeout:g}s asking {where}") from None
         except (ConnectionRefusedError, ConnectionResetError) as exc:
@@ -232,7 +241,48 @@ class DnsClient:
             raise DnsError(f"{where}: {exc.strerror or exc}") from None
         except dns.exception.DNSException as exc:  # FormError, TrailingJunk, BadLabelType, UnexpectedSource...
             raise DnsError(f"malformed answer from {where}: {type(exc).__name__}: {exc}") from None
+        except EOFError:
+            raise DnsError(f"{where} closed the connection before answering") from None
+        except Exception as exc:  # the wire is untrusted input: whatever dnspython trips on is an error finding
+            raise DnsError(f"{where}: {type(exc).__name__} {exc}".rstrip()) from None
+        if response.flags & dns.flags.TC:
+            raise DnsError(f"truncated answer from {where} and tcp_fallback is off")
         return response
+
+    async def delegation(self, zone: str) -> dict[str, list[str]]:
+        """The NS set the parent zone hands out for ``zone`` (name -> glue addresses), asked of the parent's own
+        servers without recursion: the half of a delegation resolvers see first and the zone's NS set may hide.
+
+        Empty when the parent cannot be found or asked (a best effort: the child's NS set is still checked).
+        """
+        parent = relative(zone).partition(".")[2]
+        if not parent:
+            return {}
+        try:
+            servers = [address for name in (await self.lookup(parent, "NS", follow=False)).data
+                       for address in (await self.lookup(name, "A")).data]
+        except DnsError:
+            return {}
+        query = dns.message.make_query(absolute(zone), "NS", use_edns=0, payload=UDP_PAYLOAD)
+        query.flags &= ~dns.flags.RD
+        owner = dns.name.from_text(absolute(zone))
+        for server in servers:
+            try:
+                response = await self._exchange(query, server, self.settings.nameserver_port)
+            except DnsError:
+                continue
+            referral = _find(response.authority, owner, dns.rdatatype.NS) or _find(response.answer, owner,
+                                                                                  dns.rdatatype.NS)
+            if referral is None:
+                continue
+            glue: dict[str, list[str]] = {}
+            for rdata in referral:
+                target = rdata.target
+                glue[relative(target.to_text())] = [text(r) for kind in (dns.rdatatype.A, dns.rdatatype.AAAA)
+                                                    if (rrset := _find(response.additional, target, kind))
+                                                    for r in rrset]
+            return glue
+        return {}
 
     async def probe_authority(self, address: str, zone: str) -> Authority:
         """Ask ``address`` (on ``nameserver_port``) for the zone's SOA without recursion, as a resolver would."""
@@ -252,6 +302,15 @@ class DnsClient:
         if response.authority and not response.flags & dns.flags.AA:
             return Authority(address, "lame", "answers with a referral, not authoritatively")
         return Authority(address, "lame", "answers without the zone's SOA or without the authoritative flag")
+
+
+def _is_referral(response: dns.message.Message) -> bool:
+    """NOERROR, nothing answered, NS but no SOA in authority, not authoritative: a non-recursive server pointing
+    elsewhere. Taking it for "no record" would report missing SPF or DMARC records that exist."""
+    if response.rcode() != dns.rcode.NOERROR or response.answer or response.flags & dns.flags.AA:
+        return False
+    kinds = {rrset.rdtype for rrset in response.authority}
+    return dns.rdatatype.NS in kinds and dns.rdatatype.SOA not in kinds
 
 
 def _read(response: dns.message.Message, name: str, rdtype: str,

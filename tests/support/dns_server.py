@@ -765,19 +765,27 @@ class SilentDnsServer:
 
 
 class GarbageDnsServer:
-    """Answers every UDP query with bytes that are not a DNS message for it; TCP is refused.
+    """Answers every UDP query with bytes that are not a usable DNS message for it.
 
     ``mode``: ``"short"`` (3 bytes: shorter than a header), ``"junk"`` (the query's ID, then random-looking bytes
-    claiming records that are not there), ``"wrong-id"`` (a well-formed answer to another query ID).
+    claiming records that are not there), ``"wrong-id"`` (a well-formed answer to another query ID),
+    ``"truncated"`` (an empty answer with the TC flag, so clients retry over TCP, where the connection is accepted
+    and closed at once). In the other modes TCP is refused.
     """
 
-    def __init__(self, mode: Literal["short", "junk", "wrong-id"], *, address: str = DEFAULT_ADDRESS) -> None:
+    def __init__(self, mode: Literal["short", "junk", "wrong-id", "truncated"], *,
+                 address: str = DEFAULT_ADDRESS) -> None:
         self.mode = mode
         self.address = _loopback(address)
         self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._udp.bind((self.address, 0))
         self._udp.settimeout(0.05)
         self.port = int(self._udp.getsockname()[1])
+        self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if mode == "truncated":
+            self._tcp.bind((self.address, self.port))
+            self._tcp.listen(16)
+            self._tcp.settimeout(0.05)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"garbage-dns-{self.port}", daemon=True)
 
@@ -789,18 +797,26 @@ class GarbageDnsServer:
         self._stop.set()
         self._thread.join(STOP_TIMEOUT)
         self._udp.close()
+        self._tcp.close()
 
     def _reply(self, query: bytes) -> bytes:
         if self.mode == "short":
             return b"\x00\x01\x02"
         if self.mode == "junk":
             return query[:2] + b"\x81\x80\x00\x01\x00\x05\x00\x00\x00\x00" + bytes(range(7, 200, 3))
-        other = dns.message.make_response(dns.message.from_wire(query))
-        other.id = (other.id + 1) % 65536
-        return other.to_wire()
+        reply = dns.message.make_response(dns.message.from_wire(query))
+        if self.mode == "truncated":
+            reply.flags |= dns.flags.TC
+        else:
+            reply.id = (reply.id + 1) % 65536
+        return reply.to_wire()
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self.mode == "truncated":
+                with contextlib.suppress(TimeoutError, OSError):
+                    connection, _ = self._tcp.accept()
+                    connection.close()
             try:
                 query, peer = self._udp.recvfrom(65535)
             except (TimeoutError, OSError):
