@@ -10,12 +10,15 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from connector.catalog import format_validation_error
+from connector.errors import ConfigError
 from connector.model import Asset, CheckOutcome, Target
 from connector.probes.dns import DnsClient, ResolverSettings
 from connector.probes.endpoint import Endpoint
@@ -24,6 +27,7 @@ from connector.probes.tls.prober import TlsProber
 from connector.probes.tls.trust import TrustStore, load_trust_store
 from connector.probes.tls.x509 import utc_now
 from connector.probes.web import WebProbe
+from connector.yamlio import load_yaml
 
 ObservationT = TypeVar("ObservationT")
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
@@ -43,6 +47,24 @@ class ScanSettings(BaseModel):
     user_agent: str = "postern-connector (security posture scan)"
     dns: ResolverSettings = Field(default_factory=ResolverSettings,
                                   description="resolvers for the DNS and e-mail checks")
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def load_data_file(model: type[ModelT], path: Path) -> ModelT:
+    """A check's data file (mappings/ports.yaml, exposure.yaml, takeover.yaml...), validated and read once."""
+    loaded = _load_data_file(model, path)
+    assert isinstance(loaded, model)
+    return loaded
+
+
+@cache
+def _load_data_file(model: type[BaseModel], path: Path) -> BaseModel:
+    try:
+        return model.model_validate(load_yaml(path))
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {format_validation_error(exc)}") from None
 
 
 class NoSettings(BaseModel):

@@ -13,20 +13,17 @@ import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from connector.catalog import format_validation_error
-from connector.checks.base import Check, ScanContext
+from connector.checks.base import Check, ScanContext, load_data_file
 from connector.domains import organisational_domain
 from connector.errors import ConfigError, ProbeError
 from connector.model import Asset, CheckOutcome, RuleResult, Status, Target
 from connector.probes.dns import Answer, Authority, DnsClient, DnsError
 from connector.resources import mappings_dir
-from connector.yamlio import load_yaml
 
 T = TypeVar("T")
 
@@ -48,14 +45,6 @@ class TakeoverFile(BaseModel):
     providers: tuple[Provider, ...]
 
 
-@cache
-def load_providers(path: Path) -> TakeoverFile:
-    try:
-        return TakeoverFile.model_validate(load_yaml(path))
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {format_validation_error(exc)}") from None
-
-
 class DnsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -65,7 +54,7 @@ class DnsSettings(BaseModel):
 
     @property
     def providers(self) -> TakeoverFile:
-        return load_providers(self.takeover_file or mappings_dir() / "takeover.yaml")
+        return load_data_file(TakeoverFile, self.takeover_file or mappings_dir() / "takeover.yaml")
 
     @model_validator(mode="after")
     def _loads(self) -> DnsSettings:

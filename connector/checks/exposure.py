@@ -13,19 +13,16 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connector.catalog import format_validation_error
-from connector.checks.base import Check, ScanContext
+from connector.checks.base import Check, ScanContext, load_data_file
 from connector.errors import ConfigError, ProbeError
 from connector.model import Asset, CheckOutcome, RuleResult, Status, Target
 from connector.probes.web import Page
 from connector.resources import mappings_dir
-from connector.yamlio import load_yaml
 
 BODY_WINDOW = 64 * 1024
 
@@ -92,14 +89,6 @@ class ExposureFile(BaseModel):
     error_patterns: tuple[str, ...] = ()
 
 
-@cache
-def load_probes(path: Path) -> ExposureFile:
-    try:
-        return ExposureFile.model_validate(load_yaml(path))
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {format_validation_error(exc)}") from None
-
-
 class ExposureSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -107,7 +96,7 @@ class ExposureSettings(BaseModel):
 
     @property
     def probes(self) -> ExposureFile:
-        return load_probes(self.probes_file or mappings_dir() / "exposure.yaml")
+        return load_data_file(ExposureFile, self.probes_file or mappings_dir() / "exposure.yaml")
 
     @model_validator(mode="after")
     def _loads(self) -> ExposureSettings:

@@ -10,17 +10,14 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from connector.catalog import format_validation_error
-from connector.checks.base import Check, ScanContext
+from connector.checks.base import Check, ScanContext, load_data_file
 from connector.errors import ConfigError
 from connector.model import Asset, CheckOutcome, RuleResult, Severity, Status, Target
 from connector.resources import mappings_dir
-from connector.yamlio import load_yaml
 
 
 class Service(BaseModel):
@@ -37,14 +34,6 @@ class PortsFile(BaseModel):
     ports: dict[int, Service]
 
 
-@cache
-def load_ports(path: Path) -> PortsFile:
-    try:
-        return PortsFile.model_validate(load_yaml(path))
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {format_validation_error(exc)}") from None
-
-
 class PortSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -54,7 +43,7 @@ class PortSettings(BaseModel):
 
     @property
     def catalogue(self) -> PortsFile:
-        return load_ports(self.ports_file or mappings_dir() / "ports.yaml")
+        return load_data_file(PortsFile, self.ports_file or mappings_dir() / "ports.yaml")
 
     @model_validator(mode="after")
     def _loads(self) -> PortSettings:

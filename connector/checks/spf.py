@@ -152,6 +152,7 @@ class _Walker:
             elif len(answer.records) > MX_LIMIT:
                 walk.mx_over_limit.append(f"{where}: {len(answer.records)} MX hosts")
         elif term.name == "a":
+            # void only if neither family has an address: which one a receiver asks depends on the sender
             answers = await asyncio.gather(dns.lookup(target, "A"), dns.lookup(target, "AAAA"))
             if all(answer.void for answer in answers):
                 walk.void.append(where)

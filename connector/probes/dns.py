@@ -235,14 +235,14 @@ class DnsClient:
                 response = await dns.asyncquery.udp(query, server, timeout=timeout, port=port)
         except dns.exception.Timeout:
             raise DnsError(f"timed out after {timeout:g}s asking {where}") from None
-        except (ConnectionRefusedError, ConnectionResetError) as exc:
-            raise DnsError(f"{where}: {exc.strerror or 'connection refused'}") from None
+        except ConnectionRefusedError:
+            raise DnsError(f"{where}: connection refused") from None
+        except (ConnectionResetError, EOFError):
+            raise DnsError(f"{where} closed the connection before answering") from None
         except OSError as exc:
             raise DnsError(f"{where}: {exc.strerror or exc}") from None
         except dns.exception.DNSException as exc:  # FormError, TrailingJunk, BadLabelType, UnexpectedSource...
             raise DnsError(f"malformed answer from {where}: {type(exc).__name__}: {exc}") from None
-        except EOFError:
-            raise DnsError(f"{where} closed the connection before answering") from None
         except Exception as exc:  # the wire is untrusted input: whatever dnspython trips on is an error finding
             raise DnsError(f"{where}: {type(exc).__name__} {exc}".rstrip()) from None
         if response.flags & dns.flags.TC:
