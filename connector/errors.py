@@ -19,11 +19,3 @@ class ProbeError(ConnectorError):
     def __init__(self, message: str, *, kind: str = "unreachable") -> None:
         super().__init__(message)
         self.kind = kind  # dns | refused | timeout | tls | protocol | unreachable
-
-
-class SinkError(ConnectorError):
-    """A sink could not deliver; ``permanent`` says whether retrying the same events can ever succeed."""
-
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent

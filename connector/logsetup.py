@@ -14,23 +14,29 @@ from datetime import UTC, datetime
 from typing import Any
 
 REDACTED = "***"
-_secrets: set[str] = set()
+_secrets: tuple[str, ...] = ()  # longest first, so a secret containing another is replaced whole
 _lock = threading.Lock()
 _STANDARD_ATTRIBUTES = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
 def register_secret(value: str | None) -> None:
     """Never print ``value`` in a log line again. Short values are ignored: they would redact ordinary words."""
+    global _secrets  # noqa: PLW0603 - one registry for the process, read on every log line
     if value and len(value) >= 6:
         with _lock:
-            _secrets.add(value)
+            _secrets = tuple(sorted({*_secrets, value}, key=len, reverse=True))
 
 
 def redact(text: str) -> str:
-    for secret in sorted(_secrets, key=len, reverse=True):
+    for secret in _secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields a caller passed with ``extra=``: structured context, logged (and redacted) as such."""
+    return {key: value for key, value in record.__dict__.items() if key not in _STANDARD_ATTRIBUTES}
 
 
 def _redact_value(value: Any) -> Any:
@@ -48,9 +54,8 @@ class RedactingFilter(logging.Filter):
         if _secrets:
             record.msg = redact(record.getMessage())
             record.args = None
-            for key, value in list(record.__dict__.items()):
-                if key not in _STANDARD_ATTRIBUTES:
-                    setattr(record, key, _redact_value(value))
+            for key, value in _extras(record).items():
+                setattr(record, key, _redact_value(value))
             if record.exc_info and record.exc_info[1] is not None:
                 record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
                 record.exc_info = None
@@ -67,9 +72,7 @@ class JsonFormatter(logging.Formatter):
             "log.logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRIBUTES:
-                document[key] = value
+        document.update(_extras(record))
         if record.exc_info:
             document["error.stack_trace"] = redact(self.formatException(record.exc_info))
         elif record.exc_text:
@@ -79,9 +82,7 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        extras = " ".join(
-            f"{key}={value}" for key, value in record.__dict__.items() if key not in _STANDARD_ATTRIBUTES
-        )
+        extras = " ".join(f"{key}={value}" for key, value in _extras(record).items())
         line = f"{record.levelname.lower():7} {record.name}: {record.getMessage()}"
         line = f"{line} {extras}".rstrip()
         if record.exc_info and not record.exc_text:

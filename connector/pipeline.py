@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import socket
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -34,7 +33,7 @@ class Pipeline:
         self.spool = open_spool(config, [sink.name for sink in self.sinks])
         self.shipping = Shipping(self.spool, self.sinks, **backoff)
         self.stopping = threading.Event()  # ends a producer's wait for room (overflow: block)
-        self._rejected_before = self._rejected()
+        self._rejected_before = self.spool.rejected()
 
     def start(self) -> None:
         self.shipping.start()
@@ -62,7 +61,8 @@ class Pipeline:
         log.error("spool full: dropped the %d oldest undelivered event(s) (%s)", dropped, limits)
         now = datetime.now(UTC)
         name = self.normaliser.contexts.connector["name"]
-        asset = Asset(host=_own_host(), name=f"connector:{name}", http_port=None, ports=())
+        asset = Asset(host=_own_host(self.normaliser.contexts.connector["hostname"]), name=f"connector:{name}",
+                      http_port=None, ports=())
         finding = Finding(
             rule_id=OVERFLOW_RULE, check="engine", status=Status.FAIL, severity=self.catalog[OVERFLOW_RULE].severity,
             message=f"the spool was full: the {dropped} oldest undelivered event(s) were dropped ({limits})",
@@ -77,10 +77,7 @@ class Pipeline:
 
     def rejected_since_start(self) -> dict[str, int]:
         """Events each sink rejected for good (now dead letters) since this pipeline was built."""
-        return {sink: count - self._rejected_before.get(sink, 0) for sink, count in self._rejected().items()}
-
-    def _rejected(self) -> dict[str, int]:
-        return {status.sink: status.rejected for status in self.spool.status().sinks}
+        return {sink: count - self._rejected_before.get(sink, 0) for sink, count in self.spool.rejected().items()}
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping.set()
@@ -98,8 +95,8 @@ def open_spool(config: Config, sinks: Sequence[str] | None) -> Spool:
                  max_dead_letters=settings.max_dead_letters, overflow=settings.overflow, fsync=settings.fsync)
 
 
-def _own_host() -> str:
+def _own_host(hostname: str) -> str:
     try:
-        return normalise_host(socket.gethostname())
+        return normalise_host(hostname)
     except ValueError:
         return "localhost"

@@ -148,8 +148,9 @@ class Shipper:
     def _unencodable(self, batch: Sequence[SpooledEvent]) -> list[tuple[SpooledEvent, str]]:
         """Events spooled before this sink existed may lack its encoding: never send them empty."""
         missing = []
+        formats = sorted(self.sink.formats)
         for event in batch:
-            absent = [fmt for fmt in sorted(self.sink.formats) if getattr(event, fmt) is None]
+            absent = [fmt for fmt in formats if getattr(event, fmt) is None]
             if absent:
                 missing.append((event, f"spooled without its {'/'.join(absent).upper()} encoding (written before "
                                        f"sink {self.sink.name} was configured); scan again to send it"))
@@ -200,9 +201,7 @@ class Shipping:
     def drain(self, timeout: float) -> dict[str, int]:
         """Wait until every sink caught up (or ``timeout``); returns events still pending per sink."""
         deadline = time.monotonic() + timeout
-        while True:
-            pending = {status.sink: status.pending for status in self.spool.status().sinks
-                       if status.sink in {shipper.sink.name for shipper in self.shippers}}
-            if not any(pending.values()) or time.monotonic() >= deadline:
-                return pending
-            time.sleep(0.05)
+        names = [shipper.sink.name for shipper in self.shippers]
+        while any(self.spool.has_pending(name) for name in names) and time.monotonic() < deadline:
+            self.spool.wait(timeout=0.05)  # a commit wakes it early
+        return self.spool.pending_counts(names)

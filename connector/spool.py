@@ -267,15 +267,14 @@ class Spool:
     def read(self, sink: str, limit: int, max_bytes: int) -> list[SpooledEvent]:
         """The next batch for ``sink`` after its cursor: at most ``limit`` events and about ``max_bytes``."""
         db = self._db()
-        acked = db.execute("SELECT acked FROM cursors WHERE sink = ?", (sink,)).fetchone()
+        acked = _acked(db, sink)
         if acked is None:
             raise ConfigError(f"spool: unknown sink {sink!r}")
         batch: list[SpooledEvent] = []
         total = 0
         cursor = db.execute(
-            "SELECT seq, event_id, created, meta, ecs, cef, size FROM events "
-            "WHERE seq > ? AND (only_sink IS NULL OR only_sink = ?) ORDER BY seq LIMIT ?",
-            (acked[0], sink, limit),
+            f"SELECT seq, event_id, created, meta, ecs, cef, size FROM events WHERE {_FOR_SINK} ORDER BY seq LIMIT ?",
+            (acked, sink, limit),
         )
         for seq, event_id, created, meta, ecs, cef, size in cursor:
             if batch and total + size > max_bytes:
@@ -285,13 +284,31 @@ class Spool:
         return batch
 
     def pending(self, sink: str) -> int:
-        """Events ``sink`` has not taken yet (an estimate: events replayed for other sinks count too)."""
+        """Events ``sink`` has not taken yet, cheaply (an estimate: events replayed for other sinks count too)."""
         db = self._db()
-        row = db.execute("SELECT acked FROM cursors WHERE sink = ?", (sink,)).fetchone()
-        if row is None:
-            return 0
-        last = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-        return max(0, int(last) - int(row[0]))
+        acked = _acked(db, sink)
+        return 0 if acked is None else max(0, _last_seq(db) - acked)
+
+    def has_pending(self, sink: str) -> bool:
+        """Exactly whether ``sink`` has anything left, without counting it."""
+        db = self._db()
+        acked = _acked(db, sink)
+        return acked is not None and db.execute(f"SELECT EXISTS (SELECT 1 FROM events WHERE {_FOR_SINK})",
+                                                (acked, sink)).fetchone()[0] == 1
+
+    def pending_counts(self, sinks: Iterable[str]) -> dict[str, int]:
+        """Exact counts of what each sink has not taken yet."""
+        db = self._db()
+        counts = {}
+        for sink in sinks:
+            acked = _acked(db, sink)
+            counts[sink] = 0 if acked is None else int(
+                db.execute(f"SELECT COUNT(*) FROM events WHERE {_FOR_SINK}", (acked, sink)).fetchone()[0])
+        return counts
+
+    def rejected(self) -> dict[str, int]:
+        """Events each sink has rejected for good, ever (dead letters replayed, purged or discarded included)."""
+        return {sink: int(dead) for sink, dead in self._db().execute("SELECT sink, dead FROM cursors")}
 
     def wait(self, timeout: float) -> None:
         """Sleep until something is appended (or ``timeout``), so idle shippers do not poll the disk."""
@@ -356,9 +373,8 @@ class Spool:
         sinks = []
         for sink, acked, delivered, rejected in db.execute(
                 "SELECT sink, acked, delivered, dead FROM cursors ORDER BY sink").fetchall():
-            pending, oldest = db.execute(
-                "SELECT COUNT(*), MIN(created) FROM events WHERE seq > ? AND (only_sink IS NULL OR only_sink = ?)",
-                (acked, sink)).fetchone()
+            pending, oldest = db.execute(f"SELECT COUNT(*), MIN(created) FROM events WHERE {_FOR_SINK}",
+                                         (acked, sink)).fetchone()
             letters = db.execute("SELECT COUNT(*) FROM dead_letters WHERE sink = ?", (sink,)).fetchone()[0]
             sinks.append(SinkStatus(sink, acked, pending, now - oldest if oldest else None, delivered, letters,
                                     rejected))
@@ -371,12 +387,9 @@ class Spool:
 
     def dead_letters(self, sink: str | None = None, limit: int = 100) -> list[tuple[int, str, str, str, float]]:
         """(id, sink, event_id, reason, failed_at) of stored dead letters, oldest first."""
-        query = "SELECT id, sink, event_id, reason, failed_at FROM dead_letters"
-        args: tuple[object, ...] = ()
-        if sink:
-            query += " WHERE sink = ?"
-            args = (sink,)
-        return list(self._db().execute(query + " ORDER BY id LIMIT ?", (*args, limit)))
+        where, args = _dead_letter_filter(sink, ())
+        return list(self._db().execute(f"SELECT id, sink, event_id, reason, failed_at FROM dead_letters {where} "
+                                       "ORDER BY id LIMIT ?", (*args, limit)))
 
     def replay(self, sink: str | None = None, ids: Sequence[int] = ()) -> tuple[int, int]:
         """Re-queue dead letters for the sink that rejected them only (others already have the event).
@@ -406,13 +419,11 @@ class Spool:
             raise ConfigError("purging a backlog needs a sink name")
         with self._transaction() as db:
             if backlog:
-                acked = db.execute("SELECT acked FROM cursors WHERE sink = ?", (sink,)).fetchone()
+                acked = _acked(db, sink)
                 if acked is None:
                     raise ConfigError(f"spool has no sink {sink!r} (known: {', '.join(self.sinks()) or 'none'})")
-                last = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-                skipped = db.execute("SELECT COUNT(*) FROM events WHERE seq > ? AND (only_sink IS NULL OR "
-                                     "only_sink = ?)", (acked[0], sink)).fetchone()[0]
-                db.execute("UPDATE cursors SET acked = MAX(acked, ?) WHERE sink = ?", (last, sink))
+                skipped = db.execute(f"SELECT COUNT(*) FROM events WHERE {_FOR_SINK}", (acked, sink)).fetchone()[0]
+                db.execute("UPDATE cursors SET acked = MAX(acked, ?) WHERE sink = ?", (_last_seq(db), sink))
                 self._collect(db)
                 return int(skipped)
             where, args = _dead_letter_filter(sink, ids)
@@ -423,6 +434,18 @@ class Spool:
         if db is not None:
             db.close()
             self._local.db = None
+
+
+_FOR_SINK = "seq > ? AND (only_sink IS NULL OR only_sink = ?)"  # events after a cursor that are for its sink
+
+
+def _acked(db: sqlite3.Connection, sink: str | None) -> int | None:
+    row = db.execute("SELECT acked FROM cursors WHERE sink = ?", (sink,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _last_seq(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
 
 
 def _totals(db: sqlite3.Connection) -> tuple[int, int]:

@@ -4,6 +4,7 @@ data stream writes with deterministic ids, idempotent re-sends, per-item retries
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from elasticsearch import Elasticsearch
 
 from conftest import make_pipeline
 from connector.errors import ConfigError
+from connector.siem import elastic
 from connector.sinks import build_sink, parse_sink
 from connector.sinks.elasticsearch import ElasticsearchSink
 from emulators.elasticsearch import ElasticsearchEmulator
@@ -185,3 +187,9 @@ def test_a_closed_write_index_keeps_the_events_instead_of_dead_lettering_them(tm
         assert ship(make_pipeline(tmp_path, catalog, [es(cluster)]), scanned) == {"elasticsearch": 0}
         assert sorted(cluster.ids(STREAM)) == sorted(f.event_id for f in scanned)
         assert make_pipeline(tmp_path, catalog, [es(cluster)]).spool.dead_letters() == []
+
+
+def test_the_mappings_template_kept_in_mappings_elastic_is_current() -> None:
+    """`connector elastic render` was run after the last edit of mappings/ecs.yaml or custom-fields.yaml."""
+    kept = json.loads(elastic.rendered_path().read_text(encoding="utf-8"))
+    assert kept == elastic.render_mappings(elastic.field_types())

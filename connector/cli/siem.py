@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -23,10 +23,11 @@ elastic_app = typer.Typer(help="Install the Elasticsearch templates, ILM policy 
 app.add_typer(splunk_app, name="splunk")
 app.add_typer(elastic_app, name="elastic")
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The YAML configuration.")]
+SettingsT = TypeVar("SettingsT", bound=SinkSettings)
 SinkOption = Annotated[str | None, typer.Option("--sink", help="Which sink, when several of this type exist.")]
 
 
-def _sink(config: Config, kind: type[SinkSettings], name: str | None) -> SinkSettings:
+def _sink(config: Config, kind: type[SettingsT], name: str | None) -> SettingsT:
     candidates = [s for s in config.sink_settings if isinstance(s, kind) and (name is None or s.name == name)]
     if not candidates:
         fail(f"no {kind.model_fields['type'].default} sink{f' named {name}' if name else ''} in the configuration")
@@ -39,7 +40,6 @@ def _sink(config: Config, kind: type[SinkSettings], name: str | None) -> SinkSet
 def splunk_setup(config: ConfigOption, sink: SinkOption = None) -> None:
     """Create the index and the HEC input if missing, and check they match the sink's configuration."""
     settings = _sink(load_config(config), SplunkHecSettings, sink)
-    assert isinstance(settings, SplunkHecSettings)
     steps, token = splunk.setup(settings)
     for step in steps:
         typer.echo(f"{step.what}: {step.outcome}")
@@ -57,7 +57,6 @@ def splunk_verify(
     """Search Splunk for the events of the latest scan of each asset and compare with what was sent."""
     loaded = load_config(config)
     settings = _sink(loaded, SplunkHecSettings, sink)
-    assert isinstance(settings, SplunkHecSettings)
     state = StateStore(loaded.state_dir / "state.sqlite")
     expected = state.latest_scans()
     state.close()
@@ -79,7 +78,6 @@ def elastic_setup(config: ConfigOption, sink: SinkOption = None) -> None:
     """Install the ILM policy, ingest pipeline, component templates and index template (idempotent)."""
     loaded = load_config(config)
     settings = _sink(loaded, ElasticsearchSettings, sink)
-    assert isinstance(settings, ElasticsearchSettings)
     client = make_client(settings)
     try:
         steps = elastic.setup(client, settings.data_stream, loaded.mappings_dir)
@@ -92,5 +90,5 @@ def elastic_setup(config: ConfigOption, sink: SinkOption = None) -> None:
 @elastic_app.command("render")
 def elastic_render(mappings: Annotated[Path | None, typer.Option(help="Mappings directory.")] = None) -> None:
     """Re-render mappings/elastic/component-mappings.json from mappings/ecs.yaml after editing it."""
-    path = elastic.write_rendered(mappings)
-    typer.echo(f"wrote {path} ({len(elastic.field_types(mappings))} fields)")
+    path, fields = elastic.write_rendered(mappings)
+    typer.echo(f"wrote {path} ({fields} fields)")

@@ -39,12 +39,7 @@ def sts_records(strings: list[str]) -> list[str]:
 
 def parse_sts_record(record: str) -> str:
     """The policy id of a ``_mta-sts`` TXT record."""
-    try:
-        tags = parse_tags(record)
-    except TagListError as exc:
-        raise MtaStsSyntaxError(str(exc)) from None
-    if next(iter(tags), None) != "v" or tags["v"] != "STSv1":
-        raise MtaStsSyntaxError("the record must start with v=STSv1")
+    tags = _versioned_tags(record, "STSv1")
     policy_id = tags.get("id", "")
     if not re.fullmatch(r"[A-Za-z0-9]{1,32}", policy_id):
         raise MtaStsSyntaxError(f"id={policy_id!r} must be 1 to 32 letters and digits")
@@ -84,12 +79,7 @@ def tlsrpt_records(strings: list[str]) -> list[str]:
 
 def parse_tlsrpt(record: str) -> tuple[str, ...]:
     """The report destinations (``rua``) of a ``_smtp._tls`` TXT record."""
-    try:
-        tags = parse_tags(record)
-    except TagListError as exc:
-        raise MtaStsSyntaxError(str(exc)) from None
-    if next(iter(tags), None) != "v" or tags["v"] != "TLSRPTv1":
-        raise MtaStsSyntaxError("the record must start with v=TLSRPTv1")
+    tags = _versioned_tags(record, "TLSRPTv1")
     if "rua" not in tags:
         raise MtaStsSyntaxError("rua= (where reports go) is missing")
     destinations = tuple(item.strip() for item in tags["rua"].split(","))
@@ -97,3 +87,14 @@ def parse_tlsrpt(record: str) -> tuple[str, ...]:
         if not re.fullmatch(r"(mailto:[^@\s]+@[^@\s]+|https://\S+)", item, re.IGNORECASE):
             raise MtaStsSyntaxError(f"rua: {item!r} is neither mailto: nor https:")
     return destinations
+
+
+def _versioned_tags(record: str, version: str) -> dict[str, str]:
+    """The tags of a record whose first tag must be ``v=<version>`` (RFC 8461 3.1, RFC 8460 3)."""
+    try:
+        tags = parse_tags(record)
+    except TagListError as exc:
+        raise MtaStsSyntaxError(str(exc)) from None
+    if next(iter(tags), None) != "v" or tags["v"] != version:
+        raise MtaStsSyntaxError(f"the record must start with v={version}")
+    return tags

@@ -53,9 +53,10 @@ def field_types(directory: Path | None = None) -> dict[str, str]:
     return {name: kind for name, kind in sorted(types.items()) if kind not in _NOT_INDEXED_TYPES}
 
 
-def render_mappings(directory: Path | None = None) -> dict[str, Any]:
+def render_mappings(types: dict[str, str]) -> dict[str, Any]:
+    """The mappings component template for ``types`` (from field_types)."""
     properties: dict[str, Any] = {}
-    for name, kind in field_types(directory).items():
+    for name, kind in types.items():
         node = properties
         parts = name.split(".")
         for part in parts[:-1]:
@@ -77,10 +78,12 @@ def rendered_path(directory: Path | None = None) -> Path:
     return (directory or mappings_dir()) / "elastic" / "component-mappings.json"
 
 
-def write_rendered(directory: Path | None = None) -> Path:
+def write_rendered(directory: Path | None = None) -> tuple[Path, int]:
+    """Write the rendered template next to the other assets; returns its path and how many fields it maps."""
     path = rendered_path(directory)
-    path.write_text(json.dumps(render_mappings(directory), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path
+    types = field_types(directory)
+    path.write_text(json.dumps(render_mappings(types), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path, len(types)
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -102,7 +105,7 @@ def setup(client: Elasticsearch, data_stream: str, directory: Path | None = None
     root = (directory or mappings_dir()) / "elastic"
     template = _load_json(root / "index-template.json")
     patterns = template.get("index_patterns", [])
-    if not any(_glob_match(pattern, data_stream) for pattern in patterns):
+    if not any(fnmatch.fnmatchcase(data_stream, pattern) for pattern in patterns):
         template["index_patterns"] = [*patterns, data_stream]
     steps = []
     try:
@@ -110,8 +113,9 @@ def setup(client: Elasticsearch, data_stream: str, directory: Path | None = None
         steps.append(SetupStep(f"ILM policy {POLICY}", "installed"))
         client.ingest.put_pipeline(id=PIPELINE, body=_load_json(root / "ingest-pipeline.json"))
         steps.append(SetupStep(f"ingest pipeline {PIPELINE}", "installed"))
-        client.cluster.put_component_template(name=MAPPINGS_TEMPLATE, body=render_mappings(directory))
-        steps.append(SetupStep(f"component template {MAPPINGS_TEMPLATE}", f"{len(field_types(directory))} fields"))
+        types = field_types(directory)
+        client.cluster.put_component_template(name=MAPPINGS_TEMPLATE, body=render_mappings(types))
+        steps.append(SetupStep(f"component template {MAPPINGS_TEMPLATE}", f"{len(types)} fields"))
         client.cluster.put_component_template(name=SETTINGS_TEMPLATE, body=_load_json(root / "component-settings.json"))
         steps.append(SetupStep(f"component template {SETTINGS_TEMPLATE}", "installed"))
         client.indices.put_index_template(name=INDEX_TEMPLATE, body=template)
@@ -120,7 +124,3 @@ def setup(client: Elasticsearch, data_stream: str, directory: Path | None = None
     except (ApiError, TransportError) as exc:
         raise ConnectorError(f"elastic setup failed after {len(steps)} step(s): {exc}") from None
     return steps
-
-
-def _glob_match(pattern: str, name: str) -> bool:
-    return fnmatch.fnmatchcase(name, pattern)

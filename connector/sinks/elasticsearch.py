@@ -158,9 +158,7 @@ class ElasticsearchSink(Sink):
                 max_chunk_bytes=_MAX_REQUEST_BYTES, raise_on_error=False, raise_on_exception=False, max_retries=0,
                 yield_ok=True, pipeline=self.config.pipeline,
             ))
-        except (ApiError, TransportError) as exc:
-            raise TransientSinkError(f"bulk request failed: {describe_error(exc)}") from None
-        except Exception as exc:  # e.g. a proxy answering HTML: the client cannot parse it
+        except Exception as exc:  # transport and API errors, or a proxy answering HTML the client cannot parse
             raise TransientSinkError(f"bulk request failed: {describe_error(exc)}") from None
         if len(results) != len(events):
             raise TransientSinkError(f"bulk answered {len(results)} items for {len(events)} documents")

@@ -131,11 +131,12 @@ class SplunkHecSink(Sink):
 
     def send(self, events: Sequence[SpooledEvent]) -> SendOutcome:
         outcome = SendOutcome()
-        self._send(list(events), outcome)
+        envelopes = {event.seq: self._envelope(event) for event in events}  # once, however often bisected
+        self._send(list(events), envelopes, outcome)
         return outcome
 
-    def _send(self, events: list[SpooledEvent], outcome: SendOutcome) -> None:
-        body = b"".join(self._envelope(event) for event in events)
+    def _send(self, events: list[SpooledEvent], envelopes: dict[int, bytes], outcome: SendOutcome) -> None:
+        body = b"".join(envelopes[event.seq] for event in events)
         payload = gzip.compress(body, compresslevel=5) if self.config.gzip else body
         headers = {"Content-Encoding": "gzip"} if self.config.gzip else {}
         try:
@@ -151,7 +152,7 @@ class SplunkHecSink(Sink):
         if not reply:
             raise TransientSinkError(f"HEC answered {status} with an unreadable body: {response.text[:120]!r}")
         if status == 413:
-            self._bisect(events, outcome, "request too large for HEC (413)")
+            self._bisect(events, envelopes, outcome, "request too large for HEC (413)")
             return
         if status == 400 and code in DATA_ERRORS:
             bad = reply.get("invalid-event-number")
@@ -162,21 +163,22 @@ class SplunkHecSink(Sink):
                 outcome.retry.update(e.seq for e in events[retry_from:] if e.seq != events[bad].seq)
                 outcome.note = f"HEC rejected event {bad} of the batch (code {code}: {text})"
                 return
-            self._bisect(events, outcome, f"HEC code {code}: {text}")
+            self._bisect(events, envelopes, outcome, f"HEC code {code}: {text}")
             return
         if status in (401, 403):
             raise TransientSinkError(f"HEC refused the token (HTTP {status}, code {code}: {text}); "
                                      "events are kept until the token is fixed")
         raise TransientSinkError(f"HEC answered HTTP {status}, code {code}: {text}")
 
-    def _bisect(self, events: list[SpooledEvent], outcome: SendOutcome, reason: str) -> None:
+    def _bisect(self, events: list[SpooledEvent], envelopes: dict[int, bytes], outcome: SendOutcome,
+                reason: str) -> None:
         """Split a batch HEC refused as a whole until the refused event is alone, then reject just that one."""
         if len(events) == 1:
             outcome.rejected[events[0].seq] = reason
             return
         middle = len(events) // 2
-        self._send(events[:middle], outcome)
-        self._send(events[middle:], outcome)
+        self._send(events[:middle], envelopes, outcome)
+        self._send(events[middle:], envelopes, outcome)
 
     def _envelope(self, event: SpooledEvent) -> bytes:
         attributes = meta(event)

@@ -66,6 +66,7 @@ class SyslogSink(Sink):
         self.port = settings.port or (6514 if settings.protocol == "tls" else 514)
         self.hostname = (settings.hostname or socket.gethostname()).replace(" ", "-")[:255] or "-"
         self.procid = str(os.getpid())
+        self.tag = re.sub(r"[^A-Za-z0-9]", "", settings.app_name)[:32] or "postern"  # RFC 3164 4.1.3 TAG
         self._socket: socket.socket | None = None
 
     @property
@@ -115,8 +116,7 @@ class SyslogSink(Sink):
             local = time.localtime(moment.timestamp())
             stamp = f"{_MONTHS[local.tm_mon - 1]} {local.tm_mday:2d} {local.tm_hour:02d}:{local.tm_min:02d}:" \
                     f"{local.tm_sec:02d}"
-            tag = re.sub(r"[^A-Za-z0-9]", "", self.config.app_name)[:32] or "postern"  # RFC 3164 4.1.3
-            return f"<{pri}>{stamp} {self.hostname} {tag}: ".encode() + body
+            return f"<{pri}>{stamp} {self.hostname} {self.tag}: ".encode() + body
         stamp = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
         return f"<{pri}>1 {stamp} {self.hostname} {self.config.app_name} {self.procid} finding - ".encode() + body
 
