@@ -242,3 +242,14 @@ def test_well_known_service_ports_carry_their_severity(catalog) -> None:
                                  PortSettings(), datetime.now(UTC))
     (only,) = outcome.results
     assert only.severity is Severity.CRITICAL and "redis" in only.message
+
+
+def test_checks_share_one_request_per_url(pki: Pki, catalog) -> None:
+    """The transport, header, grade and content checks read the same pages: each URL is requested once."""
+    with site("shared.web.test", pki.intermediate.issue(["shared.web.test"]), https_routes=hardened_routes()) as hosted:
+        findings = run_scan([hosted.asset], catalog, checks=("https", "headers", "observatory", "content"),
+                            ca_bundle=pki.bundle)
+        https_hits, http_hits = list(hosted.https.hits), list(hosted.http.hits if hosted.http else [])
+    assert failing(findings) == set()
+    assert https_hits.count("/") == 2  # once plainly, once with an Origin header for the CORS probe
+    assert http_hits.count("/") == 1

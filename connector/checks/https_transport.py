@@ -16,7 +16,8 @@ from connector.checks.base import Check, ScanContext
 from connector.errors import ProbeError
 from connector.model import Asset, CheckOutcome, RuleResult, Status, Target
 from connector.parsers.hsts import ONE_YEAR, Hsts, HstsError, parse_hsts
-from connector.probes.http import Fetched, TlsHandshakeError, TlsVerificationError
+from connector.probes.http import TlsHandshakeError
+from connector.probes.web import WebProbe
 
 MAX_HOPS = 10
 PERMANENT_REDIRECTS = (301, 308)
@@ -65,11 +66,6 @@ class TransportObservation:
     redirects: RedirectView | None  # None: the asset declares no plain-HTTP port
 
 
-def host_port(host: str, port: int, default: int) -> str:
-    name = f"[{host}]" if ":" in host else host
-    return name if port == default else f"{name}:{port}"
-
-
 class HttpsTransportCheck(Check[TransportObservation, TransportSettings]):
     name = "https"
     description = "HTTP to HTTPS redirects and HTTP Strict Transport Security"
@@ -80,10 +76,11 @@ class HttpsTransportCheck(Check[TransportObservation, TransportSettings]):
 
     async def observe(self, target: Target, ctx: ScanContext, settings: TransportSettings) -> TransportObservation:
         asset = target.asset
-        https = await _probe_https(ctx, f"https://{host_port(asset.host, asset.https_port, 443)}/", asset.address)
+        web = ctx.web(asset)
+        https = await _probe_https(web, target.url or "")
         redirects = None
         if asset.http_port is not None:
-            redirects = await _probe_redirects(ctx, asset, f"http://{host_port(asset.host, asset.http_port, 80)}/")
+            redirects = await _probe_redirects(web, Target(asset, asset.http_port, scheme="http").url or "")
         return TransportObservation(https, redirects)
 
     def judge(
@@ -106,14 +103,13 @@ class HttpsTransportCheck(Check[TransportObservation, TransportSettings]):
         return CheckOutcome(results, observed)
 
 
-async def _probe_redirects(ctx: ScanContext, asset: Asset, http_url: str) -> RedirectView:
+async def _probe_redirects(web: WebProbe, http_url: str) -> RedirectView:
     hops: list[Hop] = []
     hsts_over_http = False
     url = http_url
     try:
         for _ in range(MAX_HOPS):
-            address = asset.address if urlsplit(url).hostname == asset.host else None
-            response = await ctx.http.get(url, address=address)
+            response, _verified = await web.hop(url)
             hsts_over_http |= bool(response.header_values("strict-transport-security"))
             if not response.is_redirect:
                 hops.append(Hop(url, response.status, None))
@@ -134,16 +130,9 @@ async def _probe_redirects(ctx: ScanContext, asset: Asset, http_url: str) -> Red
     return RedirectView(http_url, True, None, tuple(hops), None, hsts_over_http)
 
 
-async def _probe_https(ctx: ScanContext, url: str, address: str | None) -> HttpsView:
+async def _probe_https(web: WebProbe, url: str) -> HttpsView:
     try:
-        response: Fetched = await ctx.http.get(url, address=address)
-        valid = True
-    except TlsVerificationError:
-        try:
-            response = await ctx.http.get(url, address=address, verify=False)
-        except ProbeError as exc:
-            return HttpsView(url, error=str(exc))
-        valid = False
+        response, valid = await web.hop(url)
     except TlsHandshakeError as exc:
         return HttpsView(url, unusable=str(exc))
     except ProbeError as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -16,8 +16,8 @@ from connector.checks.base import Check, ScanContext
 from connector.errors import ProbeError
 from connector.model import Asset, CheckOutcome, RuleResult, Status, Target
 from connector.observatory import GRADES, Response, SiteResponses, grade
-from connector.probes.http import Fetched, TlsVerificationError
-from connector.probes.web import Page
+from connector.probes.http import Fetched
+from connector.probes.web import Page, WebProbe
 
 PREFLIGHT_ORIGIN = "https://cors-probe.postern.invalid"
 MAX_REDIRECTS = 10
@@ -67,7 +67,7 @@ class ObservatoryCheck(Check[ObservatoryObservation, ObservatorySettings]):
         if page.status < 200 or (page.status >= 400 and page.status not in (401, 403)):
             return ObservatoryObservation(None, f"the page answers {page.status}; the Observatory grades only "
                                                 "2xx, 3xx, 401 and 403 answers")
-        http_chain, http_final = await _http_chain(ctx, asset) if asset.http_port else ((), None)
+        http_chain, http_final = await _http_chain(web, asset) if asset.http_port else ((), None)
         try:
             preflight = await ctx.http.get(page.url, address=asset.address, method="OPTIONS", verify=False, headers={
                 "Origin": PREFLIGHT_ORIGIN, "Access-Control-Request-Method": "GET"})
@@ -114,20 +114,16 @@ class ObservatoryCheck(Check[ObservatoryObservation, ObservatorySettings]):
         )
 
 
-async def _http_chain(ctx: ScanContext, asset: Asset) -> tuple[tuple[str, ...], Response | None]:
+async def _http_chain(web: WebProbe, asset: Asset) -> tuple[tuple[str, ...], Response | None]:
     """The http:// session as the Observatory runs it: every hop followed, across hosts, up to ten."""
-    host = f"[{asset.host}]" if ":" in asset.host else asset.host
-    url = f"http://{host}{'' if asset.http_port == 80 else f':{asset.http_port}'}/"
+    url = Target(asset, asset.http_port, scheme="http").url or ""
     chain = [url]
     verified = True
     final: Fetched | None = None
     for _ in range(MAX_REDIRECTS + 1):
-        address = asset.address if urlsplit(url).hostname == asset.host else None
         try:
-            final = await ctx.http.get(url, address=address)
-        except TlsVerificationError:
-            verified = False
-            final = await ctx.http.get(url, address=address, verify=False)
+            final, hop_verified = await web.hop(url)
+            verified &= hop_verified
         except ProbeError:
             if len(chain) == 1:
                 return (), None  # nothing answers plain HTTP

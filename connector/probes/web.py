@@ -17,7 +17,7 @@ import httpx
 from selectolax.lexbor import LexborHTMLParser
 
 from connector.errors import ProbeError
-from connector.model import Asset
+from connector.model import Asset, Target
 from connector.probes.http import Fetched, HttpFetcher, TlsVerificationError
 
 MAX_SAME_ORIGIN_REDIRECTS = 5
@@ -60,13 +60,16 @@ def origin_of(url: str) -> tuple[str, str, int]:
 
 
 class WebProbe:
-    """Memoised GETs for one asset: the same URL (and Origin header) is fetched once per scan."""
+    """Memoised requests for one asset: a URL (with the same Origin header) is fetched once per scan, whichever
+    checks ask for it: pages for the header, grade, content and exposure checks, single hops for the redirect
+    chains of the HTTPS-transport and grade checks."""
 
     def __init__(self, asset: Asset, http: HttpFetcher, parallel: int = 4) -> None:
         self.asset = asset
         self.http = http
-        self.base = _base_url(asset)
+        self.base = (Target(asset, asset.https_port, scheme="https").url or "").rstrip("/")
         self._pages: dict[tuple[str, str | None], asyncio.Task[Page]] = {}
+        self._hops: dict[tuple[str, str | None], asyncio.Task[tuple[Fetched, bool]]] = {}
         self._gate = asyncio.Semaphore(parallel)
 
     def url(self, path: str) -> str:
@@ -80,30 +83,32 @@ class WebProbe:
             self._pages[key] = task
         return await task
 
+    async def hop(self, url: str, *, origin: str | None = None) -> tuple[Fetched, bool]:
+        """One GET of ``url``, redirects not followed, and whether its certificate verified (HTTPS with a bad
+        certificate is fetched again unverified, so its answer can still be judged)."""
+        key = (url, origin)
+        task = self._hops.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._get(url, {"Origin": origin} if origin else None))
+            self._hops[key] = task
+        return await task
+
     async def _fetch(self, url: str, origin: str | None, follow: bool) -> Page:
-        headers = {"Origin": origin} if origin else None
         redirects: list[str] = []
         current = url
-        async with self._gate:
-            for _ in range(MAX_SAME_ORIGIN_REDIRECTS + 1):
-                response, valid = await self._get(current, headers)
-                location = urljoin(current, response.location or "") if response.is_redirect else None
-                if not follow or location is None or origin_of(location) != origin_of(current):
-                    return Page(url, current, response.status, response.headers, response.body, valid,
-                                tuple(redirects))
-                redirects.append(f"{response.status} {current} -> {location}")
-                current = location
+        for _ in range(MAX_SAME_ORIGIN_REDIRECTS + 1):
+            response, valid = await self.hop(current, origin=origin)
+            location = urljoin(current, response.location or "") if response.is_redirect else None
+            if not follow or location is None or origin_of(location) != origin_of(current):
+                return Page(url, current, response.status, response.headers, response.body, valid, tuple(redirects))
+            redirects.append(f"{response.status} {current} -> {location}")
+            current = location
         raise ProbeError(f"{url}: more than {MAX_SAME_ORIGIN_REDIRECTS} redirects on one origin")
 
     async def _get(self, url: str, headers: dict[str, str] | None) -> tuple[Fetched, bool]:
         address = self.asset.address if urlsplit(url).hostname == self.asset.host else None
-        try:
-            return await self.http.get(url, address=address, headers=headers), True
-        except TlsVerificationError:
-            return await self.http.get(url, address=address, headers=headers, verify=False), False
-
-
-def _base_url(asset: Asset) -> str:
-    host = f"[{asset.host}]" if ":" in asset.host else asset.host
-    port = "" if asset.https_port == 443 else f":{asset.https_port}"
-    return f"https://{host}{port}"
+        async with self._gate:
+            try:
+                return await self.http.get(url, address=address, headers=headers), True
+            except TlsVerificationError:
+                return await self.http.get(url, address=address, headers=headers, verify=False), False
