@@ -126,15 +126,16 @@ class Grade:
 
 def grade(site: SiteResponses) -> Grade:
     csp = _csp(site)
+    hsts_result, hsts_passes = _hsts(site)
     results = [
         ScoredResult("content-security-policy", csp.result, 0),
-        ScoredResult("cookies", _cookies(site), 0),
+        ScoredResult("cookies", _cookies(site, hsts_passes), 0),
         ScoredResult("cross-origin-embedder-policy", _coep(site), 0),
         ScoredResult("cross-origin-opener-policy", _coop(site), 0),
         ScoredResult("cross-origin-resource-sharing", _cors(site), 0),
         ScoredResult("redirection", _redirection(site), 0),
         ScoredResult("referrer-policy", _referrer(site), 0),
-        ScoredResult("strict-transport-security", _hsts(site)[0], 0),
+        ScoredResult("strict-transport-security", hsts_result, 0),
         ScoredResult("subresource-integrity", _sri(site), 0),
         ScoredResult("x-content-type-options", _xcto(site), 0),
         ScoredResult("x-frame-options", _xfo(site, csp), 0),
@@ -312,8 +313,7 @@ def _cookie_flags(raw: str) -> tuple[str, dict[str, str | None]]:
     return pair.partition("=")[0].strip(), flags
 
 
-def _cookies(site: SiteResponses) -> str:
-    hsts = _hsts(site)[1]
+def _cookies(site: SiteResponses, hsts: bool) -> str:
     result: str | None = None
     if site.auto is not None:
         for raw in site.auto.all("set-cookie"):
@@ -508,9 +508,6 @@ _SRI_ORDER = ("sri-implemented-and-all-scripts-loaded-securely", "sri-implemente
               "sri-not-implemented-but-external-scripts-loaded-securely",
               "sri-not-implemented-and-external-scripts-not-loaded-securely", "sri-not-implemented-response-not-html")
 
-def _registrable(host: str) -> str | None:
-    return organisational_domain(host)
-
 
 def _sri(site: SiteResponses) -> str:
     auto = site.auto
@@ -525,7 +522,7 @@ def _sri(site: SiteResponses) -> str:
         return "html-not-parseable"
     result: str | None = None
     foreign_seen = False
-    site_domain = _registrable(site.host)
+    site_domain = organisational_domain(site.host)
 
     def worse(candidate: str) -> None:
         nonlocal result
@@ -540,7 +537,7 @@ def _sri(site: SiteResponses) -> str:
         relative_protocol = bool(re.match(r"^//[^/]", src))
         full = bool(re.match(r"^https?://", src, re.IGNORECASE))
         relative_origin = not relative_protocol and not full
-        same_domain = relative_protocol or (full and _registrable(urlsplit(src).hostname or "") == site_domain)
+        same_domain = relative_protocol or (full and organisational_domain(urlsplit(src).hostname or "") == site_domain)
         secure_origin = relative_origin or (same_domain and not relative_protocol)
         secure_scheme = (full and urlsplit(src).scheme.lower() == "https") or (relative_origin and site.session_https)
         if not secure_origin:

@@ -59,6 +59,14 @@ def load_data_file(model: type[ModelT], path: Path) -> ModelT:
     return loaded
 
 
+def check_loads(load: Callable[[], object]) -> None:
+    """For a settings validator: a broken data file is a configuration error, reported when the config loads."""
+    try:
+        load()
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
 @cache
 def _load_data_file(model: type[BaseModel], path: Path) -> BaseModel:
     try:

@@ -18,9 +18,9 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from connector.checks.base import Check, ScanContext, load_data_file
+from connector.checks.base import Check, ScanContext, check_loads, load_data_file
 from connector.domains import organisational_domain
-from connector.errors import ConfigError, ProbeError
+from connector.errors import ProbeError
 from connector.model import Asset, CheckOutcome, RuleResult, Status, Target
 from connector.probes.dns import Answer, Authority, DnsClient, DnsError
 from connector.resources import mappings_dir
@@ -58,10 +58,7 @@ class DnsSettings(BaseModel):
 
     @model_validator(mode="after")
     def _loads(self) -> DnsSettings:
-        try:
-            self.providers  # noqa: B018 - a broken takeover file is a configuration error, reported at start
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+        check_loads(lambda: self.providers)
         return self
 
 

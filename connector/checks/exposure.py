@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connector.checks.base import Check, ScanContext, load_data_file
-from connector.errors import ConfigError, ProbeError
+from connector.checks.base import Check, ScanContext, check_loads, load_data_file
+from connector.errors import ProbeError
 from connector.model import Asset, CheckOutcome, RuleResult, Status, Target
 from connector.probes.web import Page
 from connector.resources import mappings_dir
@@ -100,10 +100,7 @@ class ExposureSettings(BaseModel):
 
     @model_validator(mode="after")
     def _loads(self) -> ExposureSettings:
-        try:
-            self.probes  # noqa: B018 - a broken probe file is a configuration error, reported at start
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+        check_loads(lambda: self.probes)
         return self
 
 
@@ -170,8 +167,8 @@ def looks_like(page: Page, baseline: Page) -> bool:
     head, base = page.body[:4096], baseline.body[:4096]
     if not head or not base:
         return False
-    return difflib.SequenceMatcher(None, head, base, autojunk=False).quick_ratio() > 0.9 and (
-        difflib.SequenceMatcher(None, head, base, autojunk=False).ratio() > 0.9)
+    matcher = difflib.SequenceMatcher(None, head, base, autojunk=False)
+    return matcher.quick_ratio() > 0.9 and matcher.ratio() > 0.9  # the cheap upper bound first
 
 
 _MESSAGES = {

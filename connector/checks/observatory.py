@@ -13,13 +13,14 @@ from urllib.parse import urljoin
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connector.checks.base import Check, ScanContext
+from connector.checks.security_headers import CORS_PROBE_ORIGIN
+from connector.checks.security_headers import meta_csp as meta_csp_of
 from connector.errors import ProbeError
 from connector.model import Asset, CheckOutcome, RuleResult, Status, Target
 from connector.observatory import GRADES, Response, SiteResponses, grade
 from connector.probes.http import Fetched
 from connector.probes.web import Page, WebProbe
 
-PREFLIGHT_ORIGIN = "https://cors-probe.postern.invalid"
 MAX_REDIRECTS = 10
 
 
@@ -70,7 +71,7 @@ class ObservatoryCheck(Check[ObservatoryObservation, ObservatorySettings]):
         http_chain, http_final = await _http_chain(web, asset) if asset.http_port else ((), None)
         try:
             preflight = await ctx.http.get(page.url, address=asset.address, method="OPTIONS", verify=False, headers={
-                "Origin": PREFLIGHT_ORIGIN, "Access-Control-Request-Method": "GET"})
+                "Origin": CORS_PROBE_ORIGIN, "Access-Control-Request-Method": "GET"})
             cors: Response | None = _response(preflight)
         except ProbeError:
             cors = None
@@ -85,15 +86,13 @@ class ObservatoryCheck(Check[ObservatoryObservation, ObservatorySettings]):
         meta_referrer = None
         if html is not None and (page.headers.get("content-type", "").split(";")[0].strip()
                                  in ("text/html", "application/xhtml+xml")):
-            meta_csp = tuple(node.attributes.get("content") or "" for node in html.css("meta[http-equiv]")
-                             if (node.attributes.get("http-equiv") or "").strip().lower() == "content-security-policy"
-                             and node.attributes.get("content"))
+            meta_csp = tuple(policy for policy in meta_csp_of(page) if policy)
             referrers = [node.attributes.get("content") for node in html.css("meta[name=referrer]")]
             meta_referrer = next((value for value in reversed(referrers) if value), None)
         auto = _response(page, page.certificate_valid)
         return ObservatoryObservation(SiteResponses(
             host=asset.host, session_https=True, auto=auto, https=auto, http=http_final,
-            http_redirects=http_chain, cors=cors, cors_origin=PREFLIGHT_ORIGIN, cookies=tuple(cookies),
+            http_redirects=http_chain, cors=cors, cors_origin=CORS_PROBE_ORIGIN, cookies=tuple(cookies),
             meta_csp=meta_csp, meta_referrer=meta_referrer))
 
     def judge(self, target: Target, observation: ObservatoryObservation, settings: ObservatorySettings,

@@ -14,9 +14,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from connector.checks.base import Check, ScanContext, load_data_file
-from connector.errors import ConfigError
-from connector.model import Asset, CheckOutcome, RuleResult, Severity, Status, Target
+from connector.checks.base import Check, ScanContext, check_loads, load_data_file
+from connector.model import CheckOutcome, RuleResult, Severity, Status, Target
 from connector.resources import mappings_dir
 
 
@@ -47,10 +46,7 @@ class PortSettings(BaseModel):
 
     @model_validator(mode="after")
     def _loads(self) -> PortSettings:
-        try:
-            self.catalogue  # noqa: B018 - a broken ports file is a configuration error, reported at start
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+        check_loads(lambda: self.catalogue)
         return self
 
 
@@ -71,9 +67,6 @@ class PortsCheck(Check[PortObservation, PortSettings]):
     name = "ports"
     description = "open TCP ports outside the asset's expected-ports allowlist, with banners"
     settings_model = PortSettings
-
-    def targets(self, asset: Asset) -> list[Target]:
-        return [Target(asset)]
 
     async def observe(self, target: Target, ctx: ScanContext, settings: PortSettings) -> PortObservation:
         asset = target.asset

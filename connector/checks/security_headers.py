@@ -76,8 +76,9 @@ class SecurityHeadersCheck(Check[HeaderObservation, NoSettings]):
         self, target: Target, observation: HeaderObservation, settings: NoSettings, now: datetime
     ) -> CheckOutcome:
         page = observation.page
-        results = _csp_results(page, observation.meta_policies)
-        results += _framing_results(page, observation.meta_policies)
+        policies = enforced_policies(page, observation.meta_policies)
+        results = _csp_results(page, policies)
+        results += _framing_results(page, policies)
         results += _simple_header_results(page)
         results += _cookie_results(page)
         results.append(_cors_result(observation.cors))
@@ -98,8 +99,7 @@ _OBSERVED_HEADERS = ("content-security-policy", "content-security-policy-report-
                      "server", "x-powered-by")
 
 
-def _csp_results(page: Page, meta: tuple[str, ...]) -> list[RuleResult]:
-    policies = enforced_policies(page, meta)
+def _csp_results(page: Page, policies: list[csp.Policy]) -> list[RuleResult]:
     report_only = report_only_policies(page)
     evidence: dict[str, object] = {"policies": [";".join(f"{k} {' '.join(v)}".strip() for k, v in p.directives.items())
                                                 for p in policies],
@@ -127,7 +127,7 @@ def _csp_results(page: Page, meta: tuple[str, ...]) -> list[RuleResult]:
         "csp.object_src_missing", Status.FAIL if weak.object_src_open else Status.PASS,
         "object-src is not 'none' (plugins can run scripts)" if weak.object_src_open else "object-src is 'none'",
         evidence))
-    if any(csp.is_nonce_or_hash_based(p.effective("script-src") or ()) for p in policies):
+    if weak.nonce_based:
         results.append(RuleResult(
             "csp.base_uri_missing", Status.FAIL if weak.base_uri_missing else Status.PASS,
             "no base-uri: an injected <base> can redirect nonce-trusted relative scripts" if weak.base_uri_missing
@@ -135,8 +135,7 @@ def _csp_results(page: Page, meta: tuple[str, ...]) -> list[RuleResult]:
     return results
 
 
-def _framing_results(page: Page, meta: tuple[str, ...]) -> list[RuleResult]:
-    policies = enforced_policies(page, meta)
+def _framing_results(page: Page, policies: list[csp.Policy]) -> list[RuleResult]:
     frame_ancestors = any(p.has("frame-ancestors") for p in policies)
     values = [value.strip().lower() for value in page.header_values("x-frame-options")]
     xfo = values[0] if values else None

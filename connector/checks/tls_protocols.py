@@ -109,8 +109,9 @@ async def probe_weak_classes(
                 break
             before = set(decided)
             record(answer)
-            pending -= set(decided) - before
-            if not set(decided) - before:
+            learned = set(decided) - before
+            pending -= learned
+            if not learned:
                 break  # the chosen suite taught nothing new; do not loop on a confused server
         if failure:
             break

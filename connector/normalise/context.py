@@ -13,7 +13,7 @@ from typing import Any
 
 from connector import __version__
 from connector.catalog import Catalog, Rule
-from connector.model import Asset, Finding, Status, event_id, fingerprint
+from connector.model import Asset, Finding, Status, event_id
 
 EVALUATION = {Status.PASS: "passed", Status.FAIL: "failed", Status.ERROR: "unknown"}
 OUTCOME = {Status.PASS: "success", Status.FAIL: "failure", Status.ERROR: "unknown"}
@@ -54,7 +54,7 @@ class ContextBuilder:
         asset = finding.asset
         rule = self._rule(finding.rule_id)
         target = finding.target
-        marker = fingerprint(finding.rule_id, asset.id, target.key, finding.subject)
+        marker = finding.fingerprint
         return {
             "finding": {
                 "rule_id": finding.rule_id,

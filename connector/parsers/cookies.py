@@ -10,7 +10,6 @@ _SESSION_NAME = re.compile(
     r"(sess|sid$|^sid|auth|login|token|jwt|remember|phpsessid|jsessionid|asp\.net_sessionid|connect\.sid|_session)",
     re.IGNORECASE,
 )
-_CSRF_NAME = re.compile(r"(csrf|xsrf)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -19,15 +18,10 @@ class Cookie:
     secure: bool
     http_only: bool
     same_site: str | None  # as sent, lower-cased: strict | lax | none | something invalid
-    host_prefix: bool
 
     @property
     def session_like(self) -> bool:
         return bool(_SESSION_NAME.search(self.name))
-
-    @property
-    def anti_csrf(self) -> bool:
-        return bool(_CSRF_NAME.search(self.name))
 
     @property
     def same_site_valid(self) -> bool:
@@ -49,5 +43,4 @@ def parse_set_cookie(value: str) -> Cookie | None:
         secure="secure" in flags,
         http_only="httponly" in flags,
         same_site=flags.get("samesite"),
-        host_prefix=name.strip().startswith("__Host-"),
     )

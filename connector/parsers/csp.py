@@ -86,10 +86,7 @@ class Weaknesses:
     base_uri_missing: bool = False
     frame_ancestors: bool = False
     strict: bool = False  # nonce- or hash-based with 'strict-dynamic'
-
-
-def _script_sources(policy: Policy) -> tuple[str, ...] | None:
-    return policy.effective("script-src")
+    nonce_based: bool = False  # some policy trusts scripts by nonce or hash
 
 
 def is_nonce_or_hash_based(sources: tuple[str, ...]) -> bool:
@@ -110,8 +107,8 @@ def evaluate(policies: list[Policy]) -> Weaknesses:
         result.broad_sources = sorted({source for verdict in script_verdicts for source in verdict.broad})
     result.strict = any(verdict.strict for verdict in script_verdicts)
     result.object_src_open = all(_object_src_open(policy) for policy in enforced)
-    nonce_based = any(is_nonce_or_hash_based(_script_sources(policy) or ()) for policy in enforced)
-    result.base_uri_missing = nonce_based and not any(policy.has("base-uri") for policy in enforced)
+    result.nonce_based = any(is_nonce_or_hash_based(policy.effective("script-src") or ()) for policy in enforced)
+    result.base_uri_missing = result.nonce_based and not any(policy.has("base-uri") for policy in enforced)
     result.frame_ancestors = any(policy.has("frame-ancestors") for policy in enforced)
     return result
 
@@ -125,7 +122,7 @@ class _ScriptVerdict:
 
 
 def _script_verdict(policy: Policy) -> _ScriptVerdict:
-    sources = _script_sources(policy)
+    sources = policy.effective("script-src")
     if sources is None:
         return _ScriptVerdict(True, True, ["(no script-src or default-src)"], False)
     nonce_or_hash = is_nonce_or_hash_based(sources)

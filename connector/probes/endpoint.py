@@ -23,12 +23,11 @@ class Endpoint:
         if self.address:
             return (self.address, self.port)
         loop = asyncio.get_running_loop()
-        timeout = within
         try:
             async with asyncio.timeout(within):
                 infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
         except TimeoutError as exc:
-            raise ProbeError(f"{self}: name resolution timed out after {timeout:g}s", kind="dns") from exc
+            raise ProbeError(f"{self}: name resolution timed out after {within:g}s", kind="dns") from exc
         except socket.gaierror as exc:
             raise ProbeError(f"{self}: cannot resolve host name: {exc.strerror}", kind="dns") from exc
         if not infos:

@@ -26,8 +26,6 @@ class Fetched:
     status: int
     headers: httpx.Headers
     body: bytes
-    http_version: str
-    certificate_verified: bool | None  # None for plain HTTP
 
     def header_values(self, name: str) -> list[str]:
         return self.headers.get_list(name)
@@ -120,8 +118,6 @@ class HttpFetcher:
             status=response.status_code,
             headers=response.headers,
             body=bytes(body[:MAX_BODY]),
-            http_version=response.http_version,
-            certificate_verified=verify if parts.scheme == "https" else None,
         )
 
     async def aclose(self) -> None:

@@ -47,7 +47,6 @@ class Handshake:
     """A full handshake made by a standard client (pyOpenSSL), used where raw probing cannot see the chain."""
 
     version: str
-    cipher: str
     certificates: tuple[bytes, ...]
 
 
@@ -228,6 +227,5 @@ def _handshake_blocking(address: tuple[str, int], server_name: str | None, timeo
         chain = connection.get_peer_cert_chain(as_cryptography=True) or []
         return Handshake(
             version=connection.get_protocol_version_name(),
-            cipher=connection.get_cipher_name() or "",
             certificates=tuple(cert.public_bytes(Encoding.DER) for cert in chain),
         )

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
 from connector.errors import ConfigError
-from connector.probes.tls.x509 import WEAK_SIGNATURE_HASHES, describe
+from connector.probes.tls.x509 import WEAK_SIGNATURE_HASHES, aia_issuer_urls, signature_hash_name
 
 _AIA_LIMIT = 64 * 1024
 _SHA256 = hashes.SHA256()
@@ -138,7 +138,7 @@ async def assess_trust(
         return TrustVerdict(True, False, False, (), "chain verified", _subjects(chain))
     orphan = _walk_issuers(leaf, served, store)
     if orphan is True or orphan is False:
-        if orphan and any(describe(cert).signature_hash in WEAK_SIGNATURE_HASHES for cert in served):
+        if orphan and any(signature_hash_name(cert) in WEAK_SIGNATURE_HASHES for cert in served):
             # The verifier refuses SHA-1/MD5 outright. The chain reaches a trusted root by name, and the broken
             # signature hash is reported by cert.weak_signature; one cause, one finding.
             return TrustVerdict(True, False, False, (),
@@ -165,7 +165,7 @@ async def assess_trust(
 
 async def _fetch_issuers(certificate: x509.Certificate, client: httpx.AsyncClient) -> list[x509.Certificate]:
     """Follow the AIA caIssuers URLs (RFC 5280, 4.2.2.1): DER, PEM or a certs-only PKCS#7 bundle."""
-    for url in describe(certificate).ca_issuer_urls:
+    for url in aia_issuer_urls(certificate):
         if not url.startswith(("http://", "https://")):
             continue
         try:

@@ -10,7 +10,6 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID, SignatureAlgorithmOID
 
 from connector.errors import ProbeError
@@ -44,7 +43,6 @@ WEAK_SIGNATURE_HASHES = {"MD2", "MD4", "MD5", "SHA1"}
 class CertificateInfo:
     """The facts about one certificate that findings and ECS events report."""
 
-    der: bytes
     subject: str
     subject_common_names: tuple[str, ...]
     issuer: str
@@ -63,7 +61,6 @@ class CertificateInfo:
     signature_hash: str | None
     version_number: str
     self_issued: bool
-    is_ca: bool
     ca_issuer_urls: tuple[str, ...]
 
     @property
@@ -104,14 +101,12 @@ def describe(certificate: x509.Certificate) -> CertificateInfo:
     key = certificate.public_key()
     key_algorithm, key_size, curve = _key_facts(key)
     oid = certificate.signature_algorithm_oid
-    signature_hash = _signature_hash(certificate)
+    signature_hash = signature_hash_name(certificate)
     name = _SIGNATURE_NAMES.get(oid) or {_MD2_WITH_RSA: "MD2-RSA", _MD4_WITH_RSA: "MD4-RSA"}.get(oid, oid.dotted_string)
     if name == "RSAPSS" and signature_hash:
         name = f"{signature_hash}-RSAPSS"
     dns_names, ip_addresses = _alternative_names(certificate)
-    basic = _extension(certificate, ExtensionOID.BASIC_CONSTRAINTS)
     return CertificateInfo(
-        der=certificate.public_bytes(Encoding.DER),
         subject=certificate.subject.rfc4514_string(),
         subject_common_names=_common_names(certificate.subject),
         issuer=certificate.issuer.rfc4514_string(),
@@ -130,8 +125,7 @@ def describe(certificate: x509.Certificate) -> CertificateInfo:
         signature_hash=signature_hash,
         version_number=str(certificate.version.value + 1),
         self_issued=certificate.subject == certificate.issuer,
-        is_ca=bool(basic and isinstance(basic.value, x509.BasicConstraints) and basic.value.ca),
-        ca_issuer_urls=_ca_issuer_urls(certificate),
+        ca_issuer_urls=aia_issuer_urls(certificate),
     )
 
 
@@ -149,7 +143,7 @@ def _key_facts(key: object) -> tuple[str, int | None, str | None]:
     return (type(key).__name__, None, None)
 
 
-def _signature_hash(certificate: x509.Certificate) -> str | None:
+def signature_hash_name(certificate: x509.Certificate) -> str | None:
     oid = certificate.signature_algorithm_oid
     if oid == _MD2_WITH_RSA:
         return "MD2"
@@ -185,7 +179,7 @@ def _alternative_names(certificate: x509.Certificate) -> tuple[tuple[str, ...], 
     return (dns, ips)
 
 
-def _ca_issuer_urls(certificate: x509.Certificate) -> tuple[str, ...]:
+def aia_issuer_urls(certificate: x509.Certificate) -> tuple[str, ...]:
     extension = _extension(certificate, ExtensionOID.AUTHORITY_INFORMATION_ACCESS)
     if extension is None or not isinstance(extension.value, x509.AuthorityInformationAccess):
         return ()
