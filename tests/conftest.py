@@ -3,7 +3,8 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,23 @@ def make_pipeline(tmp_path: Path, catalog: Catalog, sinks: list[dict[str, object
     config = Config.model_validate({"assets": [{"host": "unused.test"}], "sinks": sinks,
                                     "state_dir": str(tmp_path / "state"), "spool": spool or {}})
     return Pipeline(config, catalog, Normaliser.load(catalog), initial_backoff=0.02, max_backoff=0.2)
+
+
+@contextmanager
+def running(pipeline: Pipeline) -> Iterator[Pipeline]:
+    """The pipeline's shippers at work for the block, stopped however it ends."""
+    pipeline.start()
+    try:
+        yield pipeline
+    finally:
+        pipeline.stop()
+
+
+def ship(pipeline: Pipeline, findings: list[Finding], timeout: float = 20.0) -> dict[str, int]:
+    """Start the shippers, spool ``findings``, wait for delivery; returns what is still pending per sink."""
+    with running(pipeline):
+        pipeline.publish(findings)
+        return pipeline.drain(timeout)
 
 
 def wait_until(condition, timeout: float = 15.0, interval: float = 0.02) -> None:  # type: ignore[no-untyped-def]

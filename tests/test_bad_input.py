@@ -4,8 +4,6 @@ never a silent gap."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from conftest import Pki, errors, failing, result, run_scan, web_checks
 from connector.config import load_config
 from connector.errors import ConfigError
 from connector.model import Asset, Status
+from support.cli import connector
 from support.fake_tls import TLS12, LegacyServer
 from support.sites import site
 from support.web import Reply, WebServer, closed_port
@@ -115,20 +114,17 @@ def test_invalid_config_gives_a_clear_message(text: str, message: str, tmp_path:
 def test_cli_reports_config_errors_in_one_line_without_traceback(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("assets:\n  - host: a.test\n    ports: [0]\n")
-    done = subprocess.run([sys.executable, "-m", "connector", "validate", "-c", str(path)],
-                          capture_output=True, text=True, check=False)
+    done = connector("validate", "-c", str(path))
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "port must be 1-65535" in done.stderr
-    done = subprocess.run([sys.executable, "-m", "connector", "run", "-c", str(path)],
-                          capture_output=True, text=True, check=False)
+    done = connector("run", "-c", str(path))
     assert done.returncode == 2
     assert done.stderr.count("\n") <= 2 and "Traceback" not in done.stderr
 
 
 def test_cli_scan_of_unreachable_target_exits_cleanly() -> None:
-    done = subprocess.run([sys.executable, "-m", "connector", "scan", "no-such-host.invalid", "--fail-on-error",
-                           "--checks", ",".join(web_checks())], capture_output=True, text=True, check=False)
+    done = connector("scan", "no-such-host.invalid", "--fail-on-error", "--checks", ",".join(web_checks()))
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "cannot resolve host name" in done.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from connector.catalog import load_catalog
 from connector.checks import available_checks
 from connector.errors import ConfigError
 from connector.resources import mappings_dir
+from support.cli import connector
 
 
 def test_every_rule_is_emitted_by_its_check_and_every_emitted_rule_is_catalogued(catalog) -> None:
@@ -71,8 +71,7 @@ def test_duplicate_rule_ids_across_files_are_rejected(tmp_path: Path) -> None:
 
 
 def test_rules_command_lists_the_catalog_as_json(catalog) -> None:
-    done = subprocess.run([sys.executable, "-m", "connector", "rules", "--format", "json"],
-                          capture_output=True, text=True, check=True)
+    done = connector("rules", "--format", "json")
     listed = json.loads(done.stdout)
     assert [rule["id"] for rule in listed] == [rule.id for rule in catalog]
     expired = next(rule for rule in listed if rule["id"] == "cert.expired")
@@ -80,6 +79,5 @@ def test_rules_command_lists_the_catalog_as_json(catalog) -> None:
 
 
 def test_rules_table_shows_every_rule() -> None:
-    done = subprocess.run([sys.executable, "-m", "connector", "rules", "--category", "tls"],
-                          capture_output=True, text=True, check=True)
+    done = connector("rules", "--category", "tls")
     assert "tls.cipher.export" in done.stdout and "cert.expired" not in done.stdout

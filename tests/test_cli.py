@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from conftest import Pki, web_checks
 from connector.checks import available_checks
+from support.cli import connector
 from support.pki import self_signed
 from support.sites import hardened_routes, site
-
-
-def connector(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "connector", *args], capture_output=True, text=True, check=False,
-                          timeout=120)
 
 
 def scan_args(hosted, pki: Pki, *extra: str) -> list[str]:
@@ -54,14 +47,17 @@ def test_fail_on_sets_the_exit_code_by_severity(pki: Pki, tmp_path: Path) -> Non
 def test_cef_output(pki: Pki) -> None:
     with site("cef.test", self_signed("cef.test")) as bad:
         done = connector(*scan_args(bad, pki, "--format", "cef", "--only-failed", "--checks", "certificate", "-q"))
+    assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines == [line for line in lines if line.startswith("CEF:0|Postern|Posture Connector|")]
     assert any("|cert.self_signed|TLS certificate is self-signed|8|" in line for line in lines)
 
 
 def test_bad_arguments_are_one_line_errors() -> None:
-    assert "--fail-on must be one of" in connector("scan", "x.test", "--fail-on", "severe").stderr
-    assert "--resolve takes HOST=ADDRESS" in connector("scan", "x.test", "--resolve", "x.test").stderr
+    severe = connector("scan", "x.test", "--fail-on", "severe")
+    assert severe.returncode == 2 and "--fail-on must be one of" in severe.stderr
+    resolve = connector("scan", "x.test", "--resolve", "x.test")
+    assert resolve.returncode == 2 and "--resolve takes HOST=ADDRESS" in resolve.stderr
     done = connector("scan", "x.test", "--checks", "nosuch")
     assert done.returncode == 2 and "unknown checks ['nosuch']" in done.stderr
     assert connector("scan").stderr.strip().endswith("nothing to scan: give targets or a config with assets")
@@ -77,7 +73,6 @@ def test_the_shipped_example_configuration_is_valid() -> None:
     missing = connector("validate", "-c", str(example))
     assert missing.returncode == 1 and "environment variable SPLUNK_HEC_TOKEN is not set" in missing.stderr
     secrets = {"SPLUNK_HEC_TOKEN": "x" * 36, "SPLUNK_MGMT_TOKEN": "y" * 40, "ES_API_KEY": "z" * 40}
-    done = subprocess.run([sys.executable, "-m", "connector", "validate", "-c", str(example)], capture_output=True,
-                          text=True, check=False, env={**os.environ, **secrets})
+    done = connector("validate", "-c", str(example), env=secrets)
     assert done.returncode == 0, done.stderr
     assert f"valid: 4 asset(s), {len(available_checks())} check(s)" in done.stdout and "4 sink(s)" in done.stdout

@@ -7,19 +7,17 @@ import json
 import logging
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import yaml
 
-from conftest import Pki, make_pipeline, wait_until
+from conftest import Pki, make_pipeline, running, wait_until
 from emulators.elasticsearch import ElasticsearchEmulator
 from emulators.splunk import SplunkEmulator
+from support.cli import connector_process
 from support.pki import self_signed
 from support.sites import site
-
-TOKEN = "11111111-2222-3333-4444-555555555555"
 
 
 def file_ids(path: Path) -> list[str]:
@@ -42,28 +40,25 @@ def test_sigkill_mid_batch_then_restart_delivers_every_event_exactly_once_after_
             "scan": {"ca_bundle": str(pki.bundle), "connect_timeout": 2},
             "schedule": {"startup_spread": "0s"},
             "state_dir": str(tmp_path / "state"),
-            "sinks": [{"type": "splunk_hec", "url": splunk.hec_url, "token": TOKEN, "batch_events": 7},
+            "sinks": [{"type": "splunk_hec", "url": splunk.hec_url, "token": splunk.token, "batch_events": 7},
                       {"type": "elasticsearch", "hosts": [cluster.url], "api_key": "test-api-key",
                        "batch_events": 7},
                       {"type": "file", "path": str(truth)}],
         }))
-        command = [sys.executable, "-m", "connector", "run", "-c", str(config)]
-        first = subprocess.Popen(command, stderr=subprocess.DEVNULL)
-        wait_until(lambda: len(splunk.events) >= 7 and len(file_ids(truth)) > 0, timeout=30)
-        first.send_signal(signal.SIGKILL)  # while the next HEC batch is in flight
-        first.wait(10)
-        assert len(set(e["event"]["event"]["id"] for e in splunk.events)) < len(set(file_ids(truth)))
+        with connector_process("run", "-c", str(config), stderr=subprocess.DEVNULL) as first:
+            wait_until(lambda: len(splunk.events) >= 7 and len(file_ids(truth)) > 0, timeout=30)
+            first.send_signal(signal.SIGKILL)  # while the next HEC batch is in flight
+            first.wait(10)
+        assert len(set(splunk.event_ids())) < len(set(file_ids(truth)))
         splunk.delay = 0
-        second = subprocess.Popen(command, stderr=subprocess.DEVNULL)
-        try:
+        with connector_process("run", "-c", str(config), stderr=subprocess.DEVNULL) as second:
             wait_until(lambda: file_ids(truth) and
-                       {e["event"]["event"]["id"] for e in splunk.events} >= set(file_ids(truth)) and
+                       set(splunk.event_ids()) >= set(file_ids(truth)) and
                        set(cluster.ids("logs-postern.findings-default")) >= set(file_ids(truth)), timeout=60)
-        finally:
             second.send_signal(signal.SIGTERM)
             second.wait(20)
         produced = set(file_ids(truth))
-        in_splunk = [e["event"]["event"]["id"] for e in splunk.events]
+        in_splunk = splunk.event_ids()
         in_elastic = cluster.ids("logs-postern.findings-default")
     assert len(produced) > 50
     assert set(in_splunk) == produced  # none missing, nothing invented
@@ -74,18 +69,17 @@ def test_sigkill_mid_batch_then_restart_delivers_every_event_exactly_once_after_
 def test_receiver_down_grows_the_spool_on_disk_and_it_drains_when_back(tmp_path: Path, catalog, scanned) -> None:
     with SplunkEmulator() as splunk:
         splunk.down()
-        pipeline = make_pipeline(tmp_path, catalog, [{"type": "splunk_hec", "url": splunk.hec_url, "token": TOKEN}])
-        pipeline.start()
-        for _ in range(4):  # four scans' worth while the receiver is away
-            pipeline.publish(scanned)
-            scanned = [f.model_copy(update={"scan_id": f.scan_id + "x"}) for f in scanned]
-        time.sleep(0.5)
-        status = pipeline.spool.status()
-        assert status.sinks[0].pending == 4 * len(scanned) and status.file_bytes > 100_000
-        splunk.up()
-        assert pipeline.drain(30) == {"splunk_hec": 0}
-        pipeline.stop()
-    assert len({e["event"]["event"]["id"] for e in splunk.events}) == 4 * len(scanned)
+        hec = {"type": "splunk_hec", "url": splunk.hec_url, "token": splunk.token}
+        with running(make_pipeline(tmp_path, catalog, [hec])) as pipeline:
+            for _ in range(4):  # four scans' worth while the receiver is away
+                pipeline.publish(scanned)
+                scanned = [f.model_copy(update={"scan_id": f.scan_id + "x"}) for f in scanned]
+            time.sleep(0.5)
+            status = pipeline.spool.status()
+            assert status.sinks[0].pending == 4 * len(scanned) and status.file_bytes > 100_000
+            splunk.up()
+            assert pipeline.drain(30) == {"splunk_hec": 0}
+    assert len(set(splunk.event_ids())) == 4 * len(scanned)
     assert make_pipeline(tmp_path, catalog, []).spool.status().events == 0  # delivered events are deleted
 
 
@@ -93,14 +87,12 @@ def test_garbage_answers_are_logged_clearly_and_the_events_kept(tmp_path: Path, 
     caplog.set_level(logging.WARNING, logger="connector.shipping")
     with SplunkEmulator() as splunk:
         splunk.garbage_next(6)
-        pipeline = make_pipeline(tmp_path, catalog, [{"type": "splunk_hec", "url": splunk.hec_url, "token": TOKEN,
-                                                      "batch_events": 1000}])
-        pipeline.start()
-        pipeline.publish(scanned)
-        wait_until(lambda: len(caplog.records) >= 3)
-        assert pipeline.spool.status().sinks[0].pending == len(scanned)
-        assert pipeline.drain(30) == {"splunk_hec": 0}
-        pipeline.stop()
+        hec = {"type": "splunk_hec", "url": splunk.hec_url, "token": splunk.token, "batch_events": 1000}
+        with running(make_pipeline(tmp_path, catalog, [hec])) as pipeline:
+            pipeline.publish(scanned)
+            wait_until(lambda: len(caplog.records) >= 3)
+            assert pipeline.spool.status().sinks[0].pending == len(scanned)
+            assert pipeline.drain(30) == {"splunk_hec": 0}
     messages = [record.getMessage() for record in caplog.records]
     assert any("unreadable body" in message and "<html>" in message for message in messages)
-    assert {e["event"]["event"]["id"] for e in splunk.events} == {f.event_id for f in scanned}
+    assert set(splunk.event_ids()) == {f.event_id for f in scanned}

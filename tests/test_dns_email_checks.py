@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
@@ -25,6 +23,7 @@ from connector.catalog import Catalog
 from connector.model import Asset, Finding, Status
 from connector.normalise import Normaliser
 from support.cef import parse_cef
+from support.cli import connector
 from support.dns_server import (
     DnsServer,
     GarbageDnsServer,
@@ -369,9 +368,8 @@ def test_events_carry_ecs_dns_fields_and_email_details_under_the_namespace(lab: 
 
 
 def test_cli_scan_asks_the_resolver_given_on_the_command_line(lab: Lab) -> None:
-    done = subprocess.run([sys.executable, "-m", "connector", "scan", "spf-soft.test", "--checks", "spf,dmarc",
-                           "--dns-server", f"127.0.0.1:{lab.dns_port}", "--fail-on", "low", "--only-failed"],
-                          capture_output=True, text=True, check=False, timeout=60)
+    done = connector("scan", "spf-soft.test", "--checks", "spf,dmarc", "--dns-server", f"127.0.0.1:{lab.dns_port}",
+                     "--fail-on", "low", "--only-failed", timeout=60)
     assert done.returncode == 1, done.stderr
     assert [json.loads(line)["rule"]["id"] for line in done.stdout.splitlines()] == ["spf.softfail"]
 

@@ -4,9 +4,6 @@ every event in all three; secrets never appear in what the connector prints."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -15,12 +12,11 @@ from conftest import Pki
 from emulators.elasticsearch import ElasticsearchEmulator
 from emulators.splunk import SplunkEmulator
 from support.cef import parse_cef
+from support.cli import connector
 from support.pki import self_signed
 from support.rsyslog import Rsyslog
 from support.sites import site
 from support.web import closed_port
-
-TOKEN = "11111111-2222-3333-4444-555555555555"
 
 
 def test_one_scan_delivers_every_event_to_splunk_elasticsearch_and_syslog(pki: Pki, tmp_path: Path) -> None:
@@ -41,11 +37,10 @@ def test_one_scan_delivers_every_event_to_splunk_elasticsearch_and_syslog(pki: P
             ],
         }))
         (tmp_path / "es.key").write_text("test-api-key\n")
-        done = subprocess.run(
-            [sys.executable, "-m", "connector", "scan", "-c", str(config), "-o", str(events), "--fail-on", "high"],
-            capture_output=True, text=True, check=False, env={**os.environ, "E2E_HEC_TOKEN": TOKEN}, timeout=120)
+        done = connector("scan", "-c", str(config), "-o", str(events), "--fail-on", "high",
+                         env={"E2E_HEC_TOKEN": splunk.token})
         written = [json.loads(line)["event"]["id"] for line in events.read_text().splitlines()]
-        in_splunk = [e["event"]["event"]["id"] for e in splunk.events]
+        in_splunk = splunk.event_ids()
         in_elastic = cluster.ids("logs-postern.findings-default")
         in_syslog = [parse_cef(m.text)[1]["externalId"] for m in syslog.wait_for(len(written))]
     assert done.returncode == 1, done.stderr  # the self-signed host fails high: a CI gate still works
@@ -64,13 +59,9 @@ def test_secrets_never_appear_in_logs_or_errors(tmp_path: Path) -> None:
         "sinks": [{"type": "splunk_hec", "url": f"http://127.0.0.1:{closed_port()}/{secret}",
                    "token": {"env": "LEAKY"}}],
     }))
-    done = subprocess.run(
-        [sys.executable, "-m", "connector", "--log-level", "debug", "scan", "-c", str(config), "-q",
-         "--ship-timeout", "1", "-o", str(tmp_path / "out.jsonl")],
-        capture_output=True, text=True, check=False, env={**os.environ, "LEAKY": secret}, timeout=60)
-    doctor = subprocess.run([sys.executable, "-m", "connector", "--log-level", "debug", "doctor", "-c",
-                             str(config)], capture_output=True, text=True, check=False,
-                            env={**os.environ, "LEAKY": secret}, timeout=60)
+    done = connector("--log-level", "debug", "scan", "-c", str(config), "-q", "--ship-timeout", "1", "-o",
+                     str(tmp_path / "out.jsonl"), env={"LEAKY": secret}, timeout=60)
+    doctor = connector("--log-level", "debug", "doctor", "-c", str(config), env={"LEAKY": secret}, timeout=60)
     assert done.returncode == 3  # nothing listens there: the events stay spooled
     assert "cannot reach" in doctor.stderr  # the doctor's error quotes the URL, redacted
     output = done.stdout + done.stderr + doctor.stdout + doctor.stderr

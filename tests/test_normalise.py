@@ -3,11 +3,15 @@ and event ids are deterministic."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.hashes import SHA256
 
 from conftest import Pki, run_scan
 from connector.errors import ConfigError
@@ -50,7 +54,7 @@ def test_tls_fields_of_a_certificate_event(pki: Pki, catalog, normaliser: Normal
     x509 = cert["tls"]["server"]["x509"]
     assert x509["not_after"] == issued.certificate.not_valid_after_utc.isoformat()
     assert x509["subject"]["common_name"] == ["fields.test"]
-    assert cert["tls"]["server"]["hash"]["sha256"] == cert["tls"]["server"]["hash"]["sha256"].upper()
+    assert cert["tls"]["server"]["hash"]["sha256"] == issued.certificate.fingerprint(SHA256()).hex().upper()
     assert cert["url"]["full"] == f"https://fields.test:{good.https.port}/"
     assert cert["server"]["ip"] == "127.0.0.1"
     protocol = normaliser.ecs(next(f for f in findings if f.rule_id == "tls.cipher.rc4"))
@@ -96,6 +100,13 @@ def test_event_id_is_deterministic_per_finding_and_scan() -> None:
     assert first.fingerprint == later.fingerprint and first.event_id != later.event_id
     assert first.fingerprint != other_port.fingerprint
     assert len(first.event_id) == 32
+    script = ("from connector.model import event_id, fingerprint; "
+              f"print(event_id(fingerprint({first.rule_id!r}, {first.asset.id!r}, {first.target.key!r}, "
+              f"{first.subject!r}), {first.scan_id!r}))")
+    for seed in ("1", "2"):  # another process, another hash seed: the same id, so re-sent events dedupe
+        other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                               env={**os.environ, "PYTHONHASHSEED": seed})
+        assert other.stdout.strip() == first.event_id
 
 
 def test_risk_score_weighs_asset_criticality(normaliser: Normaliser) -> None:

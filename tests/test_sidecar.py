@@ -14,10 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from conftest import Pki
+from conftest import Pki, wait_until
 from connector.config import ScheduleConfig
 from connector.model import Asset, Criticality
 from connector.scheduler import next_slot, scan_id
+from support.cli import connector, connector_process
 from support.fake_tls import TLS12, LegacyServer
 from support.sites import site
 from support.web import closed_port
@@ -34,6 +35,20 @@ def test_critical_assets_are_scanned_daily_and_others_weekly() -> None:
         following = next_slot(asset, schedule, (slot, True), START)
         assert interval * 0.9 <= following - slot <= interval * 1.1
         assert following == next_slot(asset, schedule, (slot, True), START), "jitter must survive restarts"
+
+
+def test_slots_and_scan_ids_are_the_same_in_another_process() -> None:
+    """Restarts must not move schedules or change event ids: nothing may depend on per-process hash seeds."""
+    script = ("from datetime import datetime, UTC; from connector.config import ScheduleConfig; "
+              "from connector.model import Asset; from connector.scheduler import next_slot, scan_id; "
+              "start = datetime(2026, 11, 25, 12, tzinfo=UTC); asset = Asset(host='pay.test'); "
+              "slot = next_slot(asset, ScheduleConfig(), (start, True), start); print(slot.isoformat(), "
+              "scan_id(asset, slot))")
+    outputs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    asset = Asset(host="pay.test")
+    slot = next_slot(asset, ScheduleConfig(), (START, True), START)
+    assert outputs == {f"{slot.isoformat()} {scan_id(asset, slot)}\n"}
 
 
 def test_jitter_spreads_assets_and_first_scans() -> None:
@@ -75,8 +90,7 @@ def test_run_once_writes_events_and_keeps_first_seen_across_runs(pki: Pki, tmp_p
     with site("side.test", pki.intermediate.issue(["side.test"], days_valid=20)) as soon:
         config = write_config(tmp_path / "config.yaml", pki, [soon.asset], events)
         for _ in range(2):
-            done = subprocess.run([sys.executable, "-m", "connector", "run", "-c", str(config), "--once"],
-                                  capture_output=True, text=True, timeout=60, check=False)
+            done = connector("run", "-c", str(config), "--once", timeout=60)
             assert done.returncode == 0, done.stderr
     written = read_events(events)
     expiring = [e for e in written if e["rule"]["id"] == "cert.expiring_soon"]
@@ -86,22 +100,14 @@ def test_run_once_writes_events_and_keeps_first_seen_across_runs(pki: Pki, tmp_p
     assert expiring[0]["event"]["id"] != expiring[1]["event"]["id"]  # two scans, two state events
 
 
-def wait_for(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_sigterm_stops_the_sidecar_cleanly(pki: Pki, tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     with site("term.test", pki.intermediate.issue(["term.test"])) as good:
         config = write_config(tmp_path / "config.yaml", pki, [good.asset], events)
-        process = subprocess.Popen([sys.executable, "-m", "connector", "--log-level", "info", "run", "-c",
-                                    str(config)], stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: len(read_events(events)) > 0)
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=15)
+        with connector_process("--log-level", "info", "run", "-c", str(config), stderr=subprocess.PIPE) as process:
+            wait_until(lambda: len(read_events(events)) > 0, timeout=20)
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=15)
     assert process.returncode == 0
     assert "sidecar stopped" in stderr and "Traceback" not in stderr
     assert len(read_events(events)) == len({e["event"]["id"] for e in read_events(events)})
@@ -116,12 +122,11 @@ def test_sigterm_during_a_hung_scan_leaves_the_slot_to_rerun_with_the_same_ids(p
         document = yaml.safe_load(config.read_text())
         document["scan"]["connect_timeout"] = 30
         config.write_text(yaml.safe_dump(document))
-        process = subprocess.Popen([sys.executable, "-m", "connector", "run", "-c", str(config)],
-                                   stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: len(read_events(events)) > 0)
-        started = time.monotonic()
-        os.kill(process.pid, signal.SIGTERM)
-        process.communicate(timeout=15)
+        with connector_process("run", "-c", str(config), stderr=subprocess.PIPE) as process:
+            wait_until(lambda: len(read_events(events)) > 0, timeout=20)
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=15)
         assert process.returncode == 0 and time.monotonic() - started < 10
         assert {e["resource"]["id"] for e in read_events(events)} == {"ok.test"}
         state = subprocess.run(
@@ -136,20 +141,15 @@ def test_metrics_endpoint_counts_what_the_sidecar_did(pki: Pki, tmp_path: Path) 
     port = closed_port()
     with site("metrics.test", pki.intermediate.issue(["metrics.test"])) as good:
         config = write_config(tmp_path / "config.yaml", pki, [good.asset], events, metrics_port=port)
-        process = subprocess.Popen([sys.executable, "-m", "connector", "run", "-c", str(config)],
-                                   stderr=subprocess.PIPE, text=True)
-        try:
-            wait_for(lambda: len(read_events(events)) > 0)
+        with connector_process("run", "-c", str(config), stderr=subprocess.DEVNULL):
+            wait_until(lambda: len(read_events(events)) > 0, timeout=20)
 
             def delivered() -> str:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
                     return response.read().decode()
 
-            wait_for(lambda: 'connector_events_delivered_total{sink="file"}' in delivered())
+            wait_until(lambda: 'connector_events_delivered_total{sink="file"}' in delivered(), timeout=20)
             text = delivered()
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.communicate(timeout=15)
     samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
     spooled = float(samples["connector_events_spooled_total"])
     assert spooled == len(read_events(events))

@@ -6,19 +6,19 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from elasticsearch import Elasticsearch
 
-from conftest import make_pipeline
+from conftest import make_pipeline, ship
 from connector.errors import ConfigError
 from connector.siem import elastic
 from connector.sinks import build_sink, parse_sink
 from connector.sinks.elasticsearch import ElasticsearchSink
 from emulators.elasticsearch import ElasticsearchEmulator
+from support.cli import connector
 
 STREAM = "logs-postern.findings-default"
 
@@ -27,21 +27,11 @@ def es(emulator: ElasticsearchEmulator, **extra: object) -> dict[str, object]:
     return {"type": "elasticsearch", "hosts": [emulator.url], "api_key": "test-api-key", **extra}
 
 
-def ship(pipeline, findings, timeout: float = 20.0) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    pipeline.start()
-    try:
-        pipeline.publish(findings)
-        return pipeline.drain(timeout)
-    finally:
-        pipeline.stop()
-
-
 def setup_assets(emulator: ElasticsearchEmulator, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "setup.yaml"
     config.write_text(yaml.safe_dump({"assets": [{"host": "a.test"}], "state_dir": str(tmp_path / "setup-state"),
                                       "sinks": [es(emulator)]}))
-    return subprocess.run([sys.executable, "-m", "connector", "elastic", "setup", "-c", str(config)],
-                          capture_output=True, text=True, check=False)
+    return connector("elastic", "setup", "-c", str(config))
 
 
 def test_setup_installs_templates_policy_and_pipeline_idempotently(tmp_path: Path) -> None:
@@ -77,10 +67,11 @@ def test_events_land_in_the_data_stream_with_their_event_id_and_ecs_types(tmp_pa
 
 def test_resending_the_same_events_is_a_no_op(tmp_path: Path, catalog, scanned) -> None:
     with ElasticsearchEmulator() as cluster:
-        ship(make_pipeline(tmp_path / "one", catalog, [es(cluster)]), scanned)
+        assert ship(make_pipeline(tmp_path / "one", catalog, [es(cluster)]), scanned) == {"elasticsearch": 0}
+        stored = cluster.stored(STREAM)
         left = ship(make_pipeline(tmp_path / "two", catalog, [es(cluster)]), scanned)  # all 409 this time
         assert left == {"elasticsearch": 0}
-        assert len(cluster.ids(STREAM)) == len(scanned)
+        assert cluster.stored(STREAM) == stored and len(cluster.ids(STREAM)) == len(scanned)
         status = make_pipeline(tmp_path / "two", catalog, [es(cluster)]).spool.status().sinks[0]
         assert status.dead_letters == 0 and status.delivered == len(scanned)
 
@@ -101,6 +92,7 @@ def test_transient_failures_are_retried_until_every_document_is_stored(fault: st
             cluster.delay = 0.2
         left = ship(make_pipeline(tmp_path, catalog, [es(cluster, batch_events=30)]), scanned)
         assert left == {"elasticsearch": 0}
+        assert cluster.pending_faults() == 0  # every injected fault was met and survived
         assert sorted(cluster.ids(STREAM)) == sorted(f.event_id for f in scanned)  # each exactly once
 
 

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-from conftest import make_pipeline, web_checks, without_dns_checks
-
-
-def ship(pipeline, findings) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    pipeline.start()
-    try:
-        pipeline.publish(findings)
-        return pipeline.drain(20)
-    finally:
-        pipeline.stop()
+from conftest import make_pipeline, ship, web_checks, without_dns_checks
+from support.cli import connector
 
 
 def test_file_sink_writes_one_json_event_per_line_and_rotates_by_size(tmp_path: Path, catalog, scanned) -> None:
@@ -47,8 +37,7 @@ def test_stdout_sink_prints_events_for_container_log_collectors(tmp_path: Path) 
     config.write_text(yaml.safe_dump({"assets": [{"host": "no-such-host.invalid", "http_port": None}],
                                       "checks": without_dns_checks(), "state_dir": str(tmp_path / "state"),
                                       "sinks": [{"type": "stdout"}]}))
-    done = subprocess.run([sys.executable, "-m", "connector", "scan", "-c", str(config), "-q", "-o", "/dev/null"],
-                          capture_output=True, text=True, check=False, timeout=60)
+    done = connector("scan", "-c", str(config), "-q", "-o", "/dev/null", timeout=60)
     assert done.returncode == 0, done.stderr
     rules = [json.loads(line)["rule"]["id"] for line in done.stdout.splitlines()]
     assert rules == ["scan.error"] * len(web_checks())

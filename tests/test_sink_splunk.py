@@ -6,46 +6,29 @@ from __future__ import annotations
 import configparser
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import Pki, make_pipeline, wait_until
-from connector.model import Finding
+from conftest import Pki, make_pipeline, running, ship, wait_until
 from connector.resources import mappings_dir
 from connector.siem import elastic
 from emulators.splunk import SplunkEmulator
+from support.cli import connector
 from support.sites import site
 from support.web import tls_context
 
-TOKEN = "11111111-2222-3333-4444-555555555555"
-
 
 def hec(emulator: SplunkEmulator, **extra: object) -> dict[str, object]:
-    return {"type": "splunk_hec", "url": emulator.hec_url, "token": TOKEN, **extra}
-
-
-def ids(emulator: SplunkEmulator) -> list[str]:
-    return [event["event"]["event"]["id"] for event in emulator.events]
-
-
-def ship(pipeline, findings: list[Finding], timeout: float = 20.0) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    pipeline.start()
-    try:
-        pipeline.publish(findings)
-        return pipeline.drain(timeout)
-    finally:
-        pipeline.stop()
+    return {"type": "splunk_hec", "url": emulator.hec_url, "token": emulator.token, **extra}
 
 
 def test_every_event_arrives_once_in_batched_gzipped_envelopes(tmp_path: Path, catalog, scanned) -> None:
     with SplunkEmulator() as splunk:
         left = ship(make_pipeline(tmp_path, catalog, [hec(splunk, batch_events=10)]), scanned)
         assert left == {"splunk_hec": 0}
-        assert sorted(ids(splunk)) == sorted(f.event_id for f in scanned)
+        assert sorted(splunk.event_ids()) == sorted(f.event_id for f in scanned)
         first = splunk.events[0]
         assert first["sourcetype"] == "postern:finding" and first["source"] == "postern"
         assert first["host"] in ("ship.test", "weak.ship.test") and first["index"] == "main"
@@ -54,7 +37,7 @@ def test_every_event_arrives_once_in_batched_gzipped_envelopes(tmp_path: Path, c
         posts = [r for r in splunk.requests if r.path.startswith("/services/collector/event")]
         assert len(posts) == -(-len(scanned) // 10)  # several events per request
         assert all(r.headers["content-encoding"] == "gzip" for r in posts)
-        assert all(r.headers["authorization"] == f"Splunk {TOKEN}" for r in posts)
+        assert all(r.headers["authorization"] == f"Splunk {splunk.token}" for r in posts)
 
 
 def test_routes_send_categories_to_their_own_index_and_sourcetype(tmp_path: Path, catalog, scanned) -> None:
@@ -78,23 +61,21 @@ def test_an_event_hec_rejects_becomes_a_dead_letter_and_the_rest_is_delivered(tm
         pipeline = make_pipeline(tmp_path, catalog, [hec(splunk, routes=routes)])
         left = ship(pipeline, scanned)
         assert left == {"splunk_hec": 0}
-        delivered = ids(splunk)
+        delivered = splunk.event_ids()
         routed = [f for f in scanned if f.rule_id == "cert.self_signed"]
         assert len(routed) == 2
         assert sorted(delivered) == sorted(f.event_id for f in scanned if f not in routed)
         config.write_text(yaml.safe_dump({"assets": [{"host": "unused.test"}], "state_dir": str(tmp_path / "state"),
                                           "sinks": [hec(splunk, routes=routes)]}))
-        status = subprocess.run([sys.executable, "-m", "connector", "spool", "status", "-c", str(config),
-                                 "--dead-letters"], capture_output=True, text=True, check=True).stdout
+        status = connector("spool", "status", "-c", str(config), "--dead-letters").stdout
         assert "HEC code 7: Incorrect index" in status
         # fix the cause (let the token write there), replay: the dead letter is delivered, nothing else again
         splunk.indexes["forbidden"] = dict(splunk.indexes["main"])
         splunk.hec_inputs["default"]["indexes"].append("forbidden")
-        replay = subprocess.run([sys.executable, "-m", "connector", "spool", "replay", "-c", str(config)],
-                                capture_output=True, text=True, check=True)
+        replay = connector("spool", "replay", "-c", str(config))
         assert replay.stdout.startswith("2 dead letter(s) queued again")
         assert ship(make_pipeline(tmp_path, catalog, [hec(splunk, routes=routes)]), []) == {"splunk_hec": 0}
-        assert sorted(ids(splunk)) == sorted(f.event_id for f in scanned)
+        assert sorted(splunk.event_ids()) == sorted(f.event_id for f in scanned)
 
 
 @pytest.mark.parametrize("fault", ["busy", "drop", "garbage", "internal"])
@@ -111,7 +92,8 @@ def test_transient_failures_are_retried_until_every_event_is_in(fault: str, tmp_
             splunk.fail_next(1, 500, 8, "Internal server error")
         left = ship(make_pipeline(tmp_path, catalog, [hec(splunk, batch_events=50)]), scanned)
         assert left == {"splunk_hec": 0}
-        assert set(ids(splunk)) == {f.event_id for f in scanned}  # none missing; duplicates only after garbage
+        assert splunk.pending_faults() == 0  # every injected fault was met and survived
+        assert set(splunk.event_ids()) == {f.event_id for f in scanned}  # none missing; duplicates only after garbage
 
 
 def test_a_bad_token_keeps_every_event_and_dead_letters_none(tmp_path: Path, catalog, scanned) -> None:
@@ -138,11 +120,9 @@ def test_lost_acknowledgements_resend_the_batch(tmp_path: Path, catalog, scanned
     with SplunkEmulator(ack=True) as splunk:
         splunk.lose_acks()
         sink = hec(splunk, ack=True, ack_poll_interval="20ms", ack_timeout="200ms")
-        pipeline = make_pipeline(tmp_path, catalog, [sink])
-        pipeline.start()
-        pipeline.publish(scanned)
-        wait_until(lambda: len(splunk.events) >= 2 * len(scanned))  # sent, unacknowledged, sent again
-        pipeline.stop()
+        with running(make_pipeline(tmp_path, catalog, [sink])) as pipeline:
+            pipeline.publish(scanned)
+            wait_until(lambda: len(splunk.events) >= 2 * len(scanned))  # sent, unacknowledged, sent again
     status = make_pipeline(tmp_path, catalog, [hec(splunk, ack=True)]).spool.status().sinks[0]
     assert status.pending == len(scanned)  # never acknowledged: still spooled, not lost
 
@@ -162,11 +142,9 @@ def test_doctor_reports_hec_health(tmp_path: Path) -> None:
     with SplunkEmulator() as splunk:
         config.write_text(yaml.safe_dump({"assets": [{"host": "a.test"}], "state_dir": str(tmp_path / "state"),
                                           "sinks": [hec(splunk)]}))
-        healthy = subprocess.run([sys.executable, "-m", "connector", "doctor", "-c", str(config)],
-                                 capture_output=True, text=True, check=False)
+        healthy = connector("doctor", "-c", str(config))
         splunk.healthy = False
-        sick = subprocess.run([sys.executable, "-m", "connector", "doctor", "-c", str(config)],
-                              capture_output=True, text=True, check=False)
+        sick = connector("doctor", "-c", str(config))
     assert healthy.returncode == 0 and "is healthy" in healthy.stdout
     assert sick.returncode == 1 and "503" in sick.stderr
 
@@ -181,21 +159,17 @@ def test_splunk_setup_creates_index_and_input_and_verify_finds_the_scan(tmp_path
         document = {"assets": [good.asset.model_dump(mode="json", exclude_none=True)],
                     "scan": {"ca_bundle": str(pki.bundle)}, "state_dir": str(tmp_path / "state"), "sinks": [sink]}
         config.write_text(yaml.safe_dump(document))
-        setup = subprocess.run([sys.executable, "-m", "connector", "splunk", "setup", "-c", str(config)],
-                               capture_output=True, text=True, check=False)
+        setup = connector("splunk", "setup", "-c", str(config))
         assert setup.returncode == 0, setup.stderr
         assert "index postern: created" in setup.stdout and "HEC input postern: created" in setup.stdout
         token = setup.stdout.split("new HEC token: ", 1)[1].split()[0]
         sink["token"] = token
         config.write_text(yaml.safe_dump({**document, "sinks": [sink]}))
-        again = subprocess.run([sys.executable, "-m", "connector", "splunk", "setup", "-c", str(config)],
-                               capture_output=True, text=True, check=True)
+        again = connector("splunk", "setup", "-c", str(config))
         assert "index postern: exists" in again.stdout and "matches the sink" in again.stdout
-        scan = subprocess.run([sys.executable, "-m", "connector", "scan", "-c", str(config), "-q", "-o", "/dev/null"],
-                              capture_output=True, text=True, check=False)
+        scan = connector("scan", "-c", str(config), "-q", "-o", "/dev/null")
         assert scan.returncode == 0, scan.stderr
-        verify = subprocess.run([sys.executable, "-m", "connector", "splunk", "verify", "-c", str(config)],
-                                capture_output=True, text=True, check=False)
+        verify = connector("splunk", "verify", "-c", str(config))
     assert verify.returncode == 0, verify.stderr
     assert "complete" in verify.stdout and "found 0" not in verify.stdout
     assert {event["index"] for event in splunk.events} == {"postern"}

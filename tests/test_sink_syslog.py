@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Pki, make_pipeline, wait_until
+from conftest import Pki, make_pipeline, running, ship, wait_until
 from connector.model import Asset, Criticality, Finding, Severity, Status
 from connector.normalise import Normaliser
 from support import rsyslog
@@ -31,15 +31,6 @@ def receiver(tmp_path_factory: pytest.TempPathFactory, pki: Pki):  # type: ignor
 def sink(daemon: Rsyslog, protocol: str, **extra: object) -> dict[str, object]:
     port = {"udp": daemon.udp_port, "tcp": daemon.tcp_port, "tls": daemon.tls_port}[protocol]
     return {"type": "syslog", "host": "127.0.0.1", "port": port, "protocol": protocol, **extra}
-
-
-def ship(pipeline, findings, timeout: float = 20.0) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    pipeline.start()
-    try:
-        pipeline.publish(findings)
-        return pipeline.drain(timeout)
-    finally:
-        pipeline.stop()
 
 
 def received_since(daemon: Rsyslog, before: int, count: int) -> list[rsyslog.Received]:
@@ -107,10 +98,8 @@ def test_hostile_values_survive_lf_framing_without_splitting_the_event(receiver:
 
 def test_a_receiver_restart_is_survived_by_reconnecting(receiver: Rsyslog, tmp_path: Path, catalog,
                                                         scanned: list[Finding]) -> None:
-    pipeline = make_pipeline(tmp_path, catalog, [sink(receiver, "tcp")])
     before = len(receiver.messages())
-    pipeline.start()
-    try:
+    with running(make_pipeline(tmp_path, catalog, [sink(receiver, "tcp")])) as pipeline:
         pipeline.publish(scanned[:10])
         wait_until(lambda: len(receiver.messages()) >= before + 10)
         receiver.stop_listening()
@@ -119,8 +108,6 @@ def test_a_receiver_restart_is_survived_by_reconnecting(receiver: Rsyslog, tmp_p
         receiver.restart()
         pipeline.publish(scanned[20:30])
         assert pipeline.drain(30) == {"syslog": 0}
-    finally:
-        pipeline.stop()
     ids = [parse_cef(m.text)[1]["externalId"] for m in receiver.wait_for(before + 30)[before:]]
     assert set(ids) == {finding.event_id for finding in scanned[:30]}  # none lost across the restart
 

@@ -1405,8 +1405,10 @@ class ElasticsearchEmulator:
         self.up()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.down()
+        if exc_type is None and self.server_errors:  # a bug the client's retries would otherwise hide
+            raise AssertionError("the Elasticsearch emulator failed internally:\n" + "\n".join(self.server_errors))
 
     @property
     def url(self) -> str:
@@ -1496,6 +1498,11 @@ class ElasticsearchEmulator:
             return self._bulk_requests
 
     # -- fault injection -----------------------------------------------------------------------------------------
+
+    def pending_faults(self) -> int:
+        """Injected faults (failures, item rejections, drops, garbage) not yet served."""
+        with self._lock:
+            return len(self._fail) + len(self._reject) + len(self._drop) + len(self._garbage)
 
     def fail_next(self, times: int, status: int, error_type: str | None = None, reason: str | None = None) -> None:
         """The next ``times`` ``_bulk`` requests fail as a whole with ``status`` and an Elasticsearch error body.

@@ -394,9 +394,11 @@ class SplunkEmulator:
         self._listen("management")
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         for kind in ("hec", "management"):
             self._stop(kind)
+        if exc_type is None and self.internal_errors:  # a bug the client's retries would otherwise hide
+            raise AssertionError(f"the Splunk emulator failed internally: {self.internal_errors!r}")
 
     def _listen(self, kind: str) -> None:
         server = _Server(self._ports[kind], _Handler, self, self._tls, kind)
@@ -456,6 +458,11 @@ class SplunkEmulator:
         """Answer the next ``times`` event/raw POSTs 200 with an HTML body, as a misbehaving proxy would."""
         self._queue_fault("garbage", times)
 
+    def pending_faults(self) -> int:
+        """Injected faults not yet served: 0 once a test's faults have all happened."""
+        with self._lock:
+            return sum(fault[1] for fault in self._faults)
+
     def _queue_fault(self, kind: str, times: int, *args: Any) -> None:
         if times > 0:
             with self._lock:
@@ -480,6 +487,11 @@ class SplunkEmulator:
                 for ack_id, ready in acks.items():
                     if ready > now:
                         acks[ack_id] = math.inf
+
+    def event_ids(self) -> list[str]:
+        """``event.id`` of every indexed event (our ECS documents), in arrival order, duplicates kept."""
+        with self._lock:
+            return [event["event"]["event"]["id"] for event in self.events]
 
     def acked(self, channel: str) -> set[int]:
         """The ackIds of ``channel`` that a query would report true now."""
