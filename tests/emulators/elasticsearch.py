@@ -128,6 +128,14 @@ def _validation_failed(messages: Iterable[str]) -> EsError:
     return EsError(400, "action_request_validation_exception", f"Validation Failed: {text}")
 
 
+def _method_not_allowed(req: _Request, methods: tuple[str, ...]) -> _PlainError:
+    """The REST layer's 405 for a path that exists with other methods."""
+    allowed = ", ".join(sorted(methods))
+    return _PlainError(405, "illegal_argument_exception",
+                       f"Incorrect HTTP method for uri [{req.raw_path}] and method [{req.method}], "
+                       f"allowed: [{allowed}]")
+
+
 def _illegal(reason: str, status: int = 400) -> EsError:
     return EsError(status, "illegal_argument_exception", reason)
 
@@ -1737,10 +1745,7 @@ class ElasticsearchEmulator:
     def _allow(req: _Request, methods: tuple[str, ...], params: Iterable[str]) -> None:
         """Wrong method -> 405; unknown query parameter -> 400, as the REST layer answers both."""
         if req.method not in methods:
-            allowed = ", ".join(sorted(methods))
-            raise _PlainError(405, "illegal_argument_exception",
-                              f"Incorrect HTTP method for uri [{req.raw_path}] and method [{req.method}], "
-                              f"allowed: [{allowed}]")
+            raise _method_not_allowed(req, methods)
         unknown = sorted(set(req.params) - _COMMON_PARAMS - set(params))
         if unknown:
             names = ", ".join(unknown)
@@ -1804,9 +1809,7 @@ class ElasticsearchEmulator:
                 found = self._select(self._index_templates, name, "index template")
                 return 200, {"index_templates": [{"name": n, "index_template": copy.deepcopy(t)} for n, t in found]}
         if name is None:
-            raise _PlainError(405, "illegal_argument_exception",
-                              f"Incorrect HTTP method for uri [{req.raw_path}] and method [{req.method}], "
-                              "allowed: [GET]")
+            raise _method_not_allowed(req, ("GET",))
         if req.method == "DELETE":
             self._allow(req, ("DELETE",), {"master_timeout", "timeout"})
             with self._lock:
@@ -1870,9 +1873,7 @@ class ElasticsearchEmulator:
                 return 200, {"component_templates": [{"name": n, "component_template": copy.deepcopy(t)}
                                                      for n, t in found]}
         if name is None:
-            raise _PlainError(405, "illegal_argument_exception",
-                              f"Incorrect HTTP method for uri [{req.raw_path}] and method [{req.method}], "
-                              "allowed: [GET]")
+            raise _method_not_allowed(req, ("GET",))
         if req.method == "DELETE":
             self._allow(req, ("DELETE",), {"master_timeout", "timeout"})
             with self._lock:
@@ -1921,9 +1922,7 @@ class ElasticsearchEmulator:
                 return 200, {n: {**copy.deepcopy(self._policies[n]), "in_use_by": self._policy_users(n)}
                              for n in names}
         if name is None:
-            raise _PlainError(405, "illegal_argument_exception",
-                              f"Incorrect HTTP method for uri [{req.raw_path}] and method [{req.method}], "
-                              "allowed: [GET]")
+            raise _method_not_allowed(req, ("GET",))
         if req.method == "DELETE":
             self._allow(req, ("DELETE",), {"master_timeout", "timeout"})
             with self._lock:
@@ -1969,9 +1968,7 @@ class ElasticsearchEmulator:
                     raise _NotFoundEmpty(404, "resource_not_found_exception", pipeline_id)
                 return 200, found
         if pipeline_id is None:
-            raise _PlainError(405, "illegal_argument_exception",
-                              f"Incorrect HTTP method for uri [{req.raw_path}] and method [{req.method}], "
-                              "allowed: [GET]")
+            raise _method_not_allowed(req, ("GET",))
         if req.method == "DELETE":
             self._allow(req, ("DELETE",), {"master_timeout", "timeout"})
             with self._lock:
@@ -2055,9 +2052,7 @@ class ElasticsearchEmulator:
                         names += [h for h in hits if h not in names]
                 return 200, {"data_streams": [self._streams[n].to_json(self._index_templates) for n in names]}
         if name is None:
-            raise _PlainError(405, "illegal_argument_exception",
-                              f"Incorrect HTTP method for uri [{req.raw_path}] and method [{req.method}], "
-                              "allowed: [GET]")
+            raise _method_not_allowed(req, ("GET",))
         if req.method == "DELETE":
             self._allow(req, ("DELETE",), {"expand_wildcards", "master_timeout"})
             with self._lock:

@@ -97,7 +97,6 @@ import os
 import re
 import selectors
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -119,6 +118,8 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 import dns.zone
+
+from support.daemon import daemon_env, find_binary, terminate
 
 KNOTD_CANDIDATES = ("/usr/sbin/knotd", "/sbin/knotd", "/usr/local/sbin/knotd")
 KNOTC_CANDIDATES = ("/usr/sbin/knotc", "/sbin/knotc", "/usr/local/sbin/knotc")
@@ -255,18 +256,10 @@ def delegation_records(child: str, nameservers: Mapping[str, str], parent: str) 
 # -- helpers -----------------------------------------------------------------------------------------------------
 
 
-def _find(name: str, candidates: Iterable[str]) -> Path | None:
-    """A binary on PATH first (sbin is often missing from it for non-root users), then the usual places."""
-    found = shutil.which(name)
-    if found:
-        return Path(found)
-    return next((Path(c) for c in candidates if Path(c).is_file()), None)
-
-
 @cache
 def available() -> bool:
     """True when Knot DNS (``knotd`` and ``knotc``) is installed: ``apt-get install knot``."""
-    return _find("knotd", KNOTD_CANDIDATES) is not None and _find("knotc", KNOTC_CANDIDATES) is not None
+    return find_binary("knotd", KNOTD_CANDIDATES) is not None and find_binary("knotc", KNOTC_CANDIDATES) is not None
 
 
 def _loopback(address: str) -> str:
@@ -297,18 +290,6 @@ def free_port(address: str = DEFAULT_ADDRESS) -> int:
         if _port_is_free(address, port):
             return port
     raise RuntimeError(f"no port free for both UDP and TCP on {address}")
-
-
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL if knotd does not exit in time. Also the finalizer when a test forgets ``with``."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(STOP_TIMEOUT)
 
 
 def _quote(value: str | Path) -> str:
@@ -460,7 +441,7 @@ class DnsServer:
 
     @staticmethod
     def _binary(name: str, candidates: Iterable[str]) -> Path:
-        binary = _find(name, candidates)
+        binary = find_binary(name, candidates)
         if binary is None:
             raise RuntimeError(f"{name} is not installed (apt-get install {' '.join(APT_PACKAGES)})")
         return binary
@@ -469,7 +450,7 @@ class DnsServer:
         """Run knotc against this instance: ``local`` commands read the configuration, others use the socket."""
         target = ["-c", str(self.config_path)] if local else ["-s", str(self.control_socket)]
         return subprocess.run([str(self._binary("knotc", KNOTC_CANDIDATES)), *target, "-t", "10", *args],
-                              capture_output=True, text=True, timeout=30, check=False, env=self._env())
+                              capture_output=True, text=True, timeout=30, check=False, env=daemon_env())
 
     def _validate(self) -> None:
         """``knotc conf-check`` and ``knotc zone-check``: a mistake in a test's zone is reported with Knot's words."""
@@ -487,11 +468,6 @@ class DnsServer:
             raise RuntimeError(f"knotc zone-check failed (exit {check.returncode}):\n"
                                f"{check.stderr}{check.stdout}\n{files}")
 
-    @staticmethod
-    def _env() -> dict[str, str]:
-        """The environment without systemd's notify/socket-activation variables, which knotd would act on."""
-        drop = {"NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"}
-        return {k: v for k, v in os.environ.items() if k not in drop}
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
 
@@ -539,8 +515,8 @@ class DnsServer:
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [str(self._binary("knotd", KNOTD_CANDIDATES)), "-c", str(self.config_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=self._env(), cwd=self.workdir)
-        self._finalizer = weakref.finalize(self, _terminate, self._process)
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=daemon_env(), cwd=self.workdir)
+        self._finalizer = weakref.finalize(self, terminate, self._process)
         try:
             self._wait_ready(time.monotonic() + START_TIMEOUT)
         except BaseException:
@@ -549,7 +525,7 @@ class DnsServer:
 
     def _stop_process(self) -> None:
         if self._process is not None:
-            _terminate(self._process)
+            terminate(self._process)
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None

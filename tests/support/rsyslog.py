@@ -49,9 +49,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -62,6 +59,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from support.daemon import daemon_env, find_binary, terminate
 
 RSYSLOGD_CANDIDATES = ("/usr/sbin/rsyslogd", "/sbin/rsyslogd", "/usr/local/sbin/rsyslogd")
 MODULE_DIRS = ("/usr/lib/x86_64-linux-gnu/rsyslog", "/usr/lib/aarch64-linux-gnu/rsyslog", "/usr/lib/rsyslog",
@@ -77,7 +76,6 @@ FRAMINGS = ("octet-counted-or-lf", "lf")
 MAX_MESSAGE_SIZE = 65536  # global(maxMessageSize="64k")
 PROBE_APP = "rsyslog-harness-probe"  # app-name of the harness's own UDP readiness probes; hidden from messages()
 START_TIMEOUT = 10.0  # generous upper bound; a normal start takes well under a second
-STOP_TIMEOUT = 5.0
 # rsyslogd keeps running when a listener cannot be created; these lines in its diagnostics mean the harness is
 # unusable, so start-up fails at once instead of timing out.
 _FATAL_MARKERS = ("could not create tcp listener", "could not create udp listener", "no listeners could be started",
@@ -131,10 +129,7 @@ class Received:
 
 def rsyslogd_path() -> Path | None:
     """The rsyslogd binary: PATH first (sbin is often missing from it for non-root users), then the usual places."""
-    found = shutil.which("rsyslogd")
-    if found:
-        return Path(found)
-    return next((Path(c) for c in RSYSLOGD_CANDIDATES if Path(c).is_file()), None)
+    return find_binary("rsyslogd", RSYSLOGD_CANDIDATES)
 
 
 def module_dir() -> Path | None:
@@ -152,7 +147,7 @@ def tls_drivers() -> list[str]:
 
 @cache
 def available() -> bool:
-    """True when rsyslogd, imudp, imtcp and at least one TLS driver are installed; tests skip otherwise."""
+    """True when rsyslogd, imudp, imtcp and at least one TLS driver are installed (tests/run installs them)."""
     directory = module_dir()
     return (rsyslogd_path() is not None and directory is not None
             and all((directory / f"{m}.so").is_file() for m in ("imudp", "imtcp", "lmnsd_ptcp"))
@@ -172,18 +167,6 @@ def free_port(kind: int) -> int:
 def _quote(value: str | Path) -> str:
     """A RainerScript string constant: backslash and double quote escaped."""
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL if rsyslogd does not exit in time. Also the finalizer when a test forgets ``with``."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(STOP_TIMEOUT)
 
 
 class Rsyslog:
@@ -347,16 +330,11 @@ class Rsyslog:
     def _validate(self) -> None:
         """``rsyslogd -N1``: a syntax or parameter error is reported here, with rsyslog's own explanation."""
         check = subprocess.run([self._binary(), "-N1", "-f", self.config_path], capture_output=True, text=True,
-                               timeout=30, check=False, env=self._env())
+                               timeout=30, check=False, env=daemon_env())
         if check.returncode != 0:
             raise RuntimeError(f"rsyslogd rejected {self.config_path} (exit {check.returncode}):\n"
                                f"{check.stderr}{check.stdout}\n--- config ---\n{self.config_path.read_text()}")
 
-    @staticmethod
-    def _env() -> dict[str, str]:
-        """The environment without systemd's socket-activation/notify variables, which rsyslogd would act on."""
-        drop = {"NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"}
-        return {k: v for k, v in os.environ.items() if k not in drop}
 
     def start(self) -> None:
         """Start rsyslogd (foreground, ``-n``) with the written configuration and wait until every listener works.
@@ -372,8 +350,8 @@ class Rsyslog:
         with self.stderr_path.open("ab") as stderr:
             self._process = subprocess.Popen(
                 [self._binary(), "-n", "-f", self.config_path, "-i", self.pid_path],
-                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=self._env(), cwd=self.workdir)
-        self._finalizer = weakref.finalize(self, _terminate, self._process)
+                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=daemon_env(), cwd=self.workdir)
+        self._finalizer = weakref.finalize(self, terminate, self._process)
         try:
             self._wait_ready()
         except BaseException:
@@ -383,7 +361,7 @@ class Rsyslog:
     def stop_listening(self) -> None:
         """Stop the daemon (SIGTERM, then SIGKILL): the ports refuse connections until :meth:`restart`."""
         if self._process is not None:
-            _terminate(self._process)
+            terminate(self._process)
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None
