@@ -18,7 +18,11 @@ from support.cli import connector
 
 
 class CrashingSink(Sink):
-    """A sink with a bug: it raises on any event whose document contains ``poison``."""
+    """A sink with a bug: it raises on any event whose document contains ``poison``.
+
+    A stand-in on purpose: no real receiver can make one of our sinks crash, and what is under test is the real
+    Shipper and Spool around it, isolating the poison event.
+    """
 
     type_name = "crashing"
 
