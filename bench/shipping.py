@@ -38,11 +38,11 @@ import httpx  # noqa: E402
 from elasticsearch import Elasticsearch, helpers  # noqa: E402
 
 from conftest import Pki, run_scan  # noqa: E402
-from connector.catalog import load_catalog  # noqa: E402
-from connector.config import Config  # noqa: E402
-from connector.model import Asset, Finding  # noqa: E402
+from connector.core.catalog import load_catalog  # noqa: E402
+from connector.core.model import Asset, Finding  # noqa: E402
+from connector.delivery.pipeline import Pipeline  # noqa: E402
 from connector.normalise import Normaliser  # noqa: E402
-from connector.pipeline import Pipeline  # noqa: E402
+from connector.runtime.config import Config  # noqa: E402
 from emulators.elasticsearch import ElasticsearchEmulator  # noqa: E402
 from emulators.splunk import SplunkEmulator  # noqa: E402
 from support.pki import Authority, self_signed  # noqa: E402
@@ -114,7 +114,7 @@ def measure(mode: str, url: str, corpus: Path, count: int, work: Path) -> dict[s
         sink = {"type": "elasticsearch", "hosts": [url], "api_key": "test-api-key", "batch_events": BATCH,
                 "batch_bytes": 64 * 1024 * 1024}
     config = Config.model_validate({"assets": [{"host": "bench.test"}], "sinks": [sink], "state_dir": str(work)})
-    pipeline = Pipeline(config, catalog, normaliser)
+    pipeline = Pipeline(config.sink_settings, config.spool, config.state_dir, catalog, normaliser)
     started = time.perf_counter()
     pipeline.start()
     for start in range(0, count, BATCH):

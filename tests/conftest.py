@@ -12,13 +12,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from connector.catalog import Catalog, load_catalog
-from connector.checks import ScanContext, ScanSettings, available_checks
-from connector.config import Config, build_checks
-from connector.engine import ScanPlan, scan
-from connector.model import Asset, Finding, Status
+from connector.core.catalog import Catalog, load_catalog
+from connector.core.model import Asset, Finding, Status
+from connector.delivery.pipeline import Pipeline
 from connector.normalise import Normaliser
-from connector.pipeline import Pipeline
+from connector.runtime.config import Config
+from connector.scan.checks import available_checks
+from connector.scan.context import ScanContext, ScanSettings
+from connector.scan.engine import ScanPlan, build_checks, scan
 from support.pki import Authority, self_signed
 from support.sites import site
 
@@ -108,7 +109,8 @@ def make_pipeline(tmp_path: Path, catalog: Catalog, sinks: list[dict[str, object
     """A real normaliser -> spool -> shippers pipeline with fast backoff, as the sidecar builds it."""
     config = Config.model_validate({"assets": [{"host": "unused.test"}], "sinks": sinks,
                                     "state_dir": str(tmp_path / "state"), "spool": spool or {}})
-    return Pipeline(config, catalog, Normaliser.load(catalog), initial_backoff=0.02, max_backoff=0.2)
+    return Pipeline(config.sink_settings, config.spool, config.state_dir, catalog, Normaliser.load(catalog),
+                    initial_backoff=0.02, max_backoff=0.2)
 
 
 @contextmanager

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from conftest import Pki, errors, failing, result, run_scan, web_checks
-from connector.config import load_config
-from connector.errors import ConfigError
-from connector.model import Asset, Status
+from connector.core.errors import ConfigError
+from connector.core.model import Asset, Status
+from connector.runtime.config import load_config
 from support.cli import connector
 from support.fake_tls import TLS12, LegacyServer
 from support.sites import site

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from connector.catalog import load_catalog
-from connector.checks import available_checks
-from connector.errors import ConfigError
-from connector.resources import mappings_dir
+from connector.core.catalog import load_catalog
+from connector.core.errors import ConfigError
+from connector.core.resources import mappings_dir
+from connector.scan.checks import available_checks
 from support.cli import connector
 
 

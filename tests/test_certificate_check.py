@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from conftest import Pki, errors, failing, result, run_scan
-from connector.model import Severity, Status
+from connector.core.model import Severity, Status
 from support.pki import Authority, self_signed
 from support.sites import site
 from support.web import Reply, WebServer, tls_context

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from conftest import Pki, web_checks
-from connector.checks import available_checks
+from connector.scan.checks import available_checks
 from support.cli import connector
 from support.pki import self_signed
 from support.sites import hardened_routes, site

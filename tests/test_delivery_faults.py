@@ -84,7 +84,7 @@ def test_receiver_down_grows_the_spool_on_disk_and_it_drains_when_back(tmp_path:
 
 
 def test_garbage_answers_are_logged_clearly_and_the_events_kept(tmp_path: Path, catalog, scanned, caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="connector.shipping")
+    caplog.set_level(logging.WARNING, logger="connector.delivery.shipping")
     with SplunkEmulator() as splunk:
         splunk.garbage_next(6)
         hec = {"type": "splunk_hec", "url": splunk.hec_url, "token": splunk.token, "batch_events": 1000}

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from conftest import Pki, errors, failing, result, run_scan
-from connector.catalog import Catalog
-from connector.model import Asset, Finding, Status
+from connector.core.catalog import Catalog
+from connector.core.model import Asset, Finding, Status
 from connector.normalise import Normaliser
 from support.cef import parse_cef
 from support.cli import connector

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import Pki, errors, failing, result, run_scan
-from connector.model import Asset, Status
+from connector.core.model import Asset, Status
 from connector.parsers.hsts import HstsError, parse_hsts
 from support.pki import self_signed
 from support.sites import HARDENED_HSTS, redirect_to, site

@@ -14,11 +14,11 @@ import pytest
 from cryptography.hazmat.primitives.hashes import SHA256
 
 from conftest import Pki, run_scan
-from connector.errors import ConfigError
-from connector.model import Asset, Criticality, Finding, Severity, Status
+from connector.core.errors import ConfigError
+from connector.core.model import Asset, Criticality, Finding, Severity, Status
+from connector.core.resources import mappings_dir
 from connector.normalise import Normaliser
 from connector.normalise.cef import escape_extension, escape_header
-from connector.resources import mappings_dir
 from support.cef import parse_cef
 from support.ecs import assert_ecs_valid
 from support.pki import self_signed
@@ -100,7 +100,7 @@ def test_event_id_is_deterministic_per_finding_and_scan() -> None:
     assert first.fingerprint == later.fingerprint and first.event_id != later.event_id
     assert first.fingerprint != other_port.fingerprint
     assert len(first.event_id) == 32
-    script = ("from connector.model import event_id, fingerprint; "
+    script = ("from connector.core.model import event_id, fingerprint; "
               f"print(event_id(fingerprint({first.rule_id!r}, {first.asset.id!r}, {first.target.key!r}, "
               f"{first.subject!r}), {first.scan_id!r}))")
     for seed in ("1", "2"):  # another process, another hash seed: the same id, so re-sent events dedupe

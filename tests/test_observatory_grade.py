@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from connector.observatory import (
+from connector.scan.checks.observatory.grader import (
     ALGORITHM_VERSION,
     GRADES,
     SCORE_TABLE,

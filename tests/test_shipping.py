@@ -10,9 +10,10 @@ from pathlib import Path
 import yaml
 
 from conftest import make_pipeline, wait_until, web_checks, without_dns_checks
-from connector.shipping import Shipper
-from connector.sinks.base import SendOutcome, Sink, SinkSettings
-from connector.spool import NewEvent, Spool, SpooledEvent
+from connector.core.events import NewEvent, SpooledEvent
+from connector.delivery.shipping import Shipper
+from connector.delivery.sinks.base import SendOutcome, Sink, SinkSettings
+from connector.delivery.spool import Spool
 from emulators.elasticsearch import ElasticsearchEmulator
 from support.cli import connector
 

@@ -15,9 +15,8 @@ from pathlib import Path
 import yaml
 
 from conftest import Pki, wait_until
-from connector.config import ScheduleConfig
-from connector.model import Asset, Criticality
-from connector.scheduler import next_slot, scan_id
+from connector.core.model import Asset, Criticality
+from connector.runtime.scheduler import ScheduleConfig, next_slot, scan_id
 from support.cli import connector, connector_process
 from support.fake_tls import TLS12, LegacyServer
 from support.sites import site
@@ -39,8 +38,8 @@ def test_critical_assets_are_scanned_daily_and_others_weekly() -> None:
 
 def test_slots_and_scan_ids_are_the_same_in_another_process() -> None:
     """Restarts must not move schedules or change event ids: nothing may depend on per-process hash seeds."""
-    script = ("from datetime import datetime, UTC; from connector.config import ScheduleConfig; "
-              "from connector.model import Asset; from connector.scheduler import next_slot, scan_id; "
+    script = ("from datetime import datetime, UTC; from connector.runtime.scheduler import ScheduleConfig; "
+              "from connector.core.model import Asset; from connector.runtime.scheduler import next_slot, scan_id; "
               "start = datetime(2026, 11, 25, 12, tzinfo=UTC); asset = Asset(host='pay.test'); "
               "slot = next_slot(asset, ScheduleConfig(), (start, True), start); print(slot.isoformat(), "
               "scan_id(asset, slot))")

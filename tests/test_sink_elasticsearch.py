@@ -13,10 +13,10 @@ import yaml
 from elasticsearch import Elasticsearch
 
 from conftest import make_pipeline, ship
-from connector.errors import ConfigError
-from connector.siem import elastic
-from connector.sinks import build_sink, parse_sink
-from connector.sinks.elasticsearch import ElasticsearchSink
+from connector.core.errors import ConfigError
+from connector.delivery.sinks import build_sink, parse_sink
+from connector.delivery.sinks.elasticsearch import assets as elastic
+from connector.delivery.sinks.elasticsearch.sink import ElasticsearchSink
 from emulators.elasticsearch import ElasticsearchEmulator
 from support.cli import connector
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from conftest import Pki, make_pipeline, running, ship, wait_until
-from connector.resources import mappings_dir
-from connector.siem import elastic
+from connector.core.resources import mappings_dir
+from connector.delivery.sinks.elasticsearch import assets as elastic
 from emulators.splunk import SplunkEmulator
 from support.cli import connector
 from support.sites import site

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Pki, make_pipeline, running, ship, wait_until
-from connector.model import Asset, Criticality, Finding, Severity, Status
+from connector.core.model import Asset, Criticality, Finding, Severity, Status
 from connector.normalise import Normaliser
 from support import rsyslog
 from support.cef import parse_cef

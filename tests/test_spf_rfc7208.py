@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import result, run_scan
-from connector.catalog import Catalog
-from connector.model import Asset, Finding, Status
+from connector.core.catalog import Catalog
+from connector.core.model import Asset, Finding, Status
 from support.dns_server import DnsServer, Zone
 
 pytestmark = pytest.mark.needs_dns

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from connector.errors import ConfigError
-from connector.spool import NewEvent, OverflowPolicy, Spool, SpoolError, SpoolFullError
+from connector.core.errors import ConfigError
+from connector.core.events import NewEvent
+from connector.delivery.spool import OverflowPolicy, Spool, SpoolError, SpoolFullError
 
 
 def events(count: int, start: int = 0, size: int = 10) -> list[NewEvent]:
@@ -135,7 +136,8 @@ def test_an_appended_event_survives_the_process_being_killed(tmp_path: Path) -> 
     path = tmp_path / "spool.sqlite"
     script = (
         "import os, signal, sys\n"
-        "from pathlib import Path\nfrom connector.spool import NewEvent, Spool\n"
+        "from pathlib import Path\nfrom connector.core.events import NewEvent\n"
+        "from connector.delivery.spool import Spool\n"
         f"spool = Spool(Path({str(path)!r}), ['s'])\n"
         "spool.append([NewEvent(f'id-{n}', '{}', b'{}', None) for n in range(1000)])\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -12,7 +12,7 @@ import ssl
 import pytest
 
 from conftest import Pki, errors, failing, result, run_scan
-from connector.model import Asset, Status
+from connector.core.model import Asset, Status
 from support.fake_tls import SSL3, TLS10, TLS12, LegacyServer
 from support.sites import site
 from support.web import tls_context

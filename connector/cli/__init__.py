@@ -15,8 +15,8 @@ from rich.markup import escape
 
 from connector import __version__
 from connector.cli._common import console_err, fail
-from connector.errors import ConnectorError
-from connector.logsetup import configure
+from connector.core.errors import ConnectorError
+from connector.core.logsetup import configure
 
 app = typer.Typer(
     name="connector",

@@ -10,10 +10,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from connector.catalog import Catalog, load_catalog
-from connector.logsetup import redact
+from connector.core.catalog import Catalog, load_catalog
+from connector.core.logsetup import redact
+from connector.delivery.pipeline import Pipeline
 from connector.normalise import Normaliser, Runtime
-from connector.pipeline import Pipeline
 
 
 class _RedactingStream:

@@ -12,11 +12,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from connector.catalog import load_catalog
 from connector.cli import app
 from connector.cli._common import console_err, fail, load_catalog_and_normaliser
-from connector.config import load_config
-from connector.errors import ConnectorError
+from connector.core.catalog import load_catalog
+from connector.core.errors import ConnectorError
+from connector.runtime.config import load_config
 
 
 @app.command("rules")

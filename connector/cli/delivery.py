@@ -14,11 +14,11 @@ from rich.table import Table
 
 from connector.cli import app
 from connector.cli._common import console_err, fail, load_catalog_and_normaliser
-from connector.config import Config, load_config
-from connector.errors import ConnectorError
-from connector.pipeline import open_spool
-from connector.sinks import build_sink
-from connector.spool import Spool
+from connector.core.errors import ConnectorError
+from connector.delivery.pipeline import open_spool
+from connector.delivery.sinks import build_sink
+from connector.delivery.spool import Spool
+from connector.runtime.config import Config, load_config
 
 spool_app = typer.Typer(help="Inspect the on-disk spool and its dead letters; replay or purge them.",
                         no_args_is_help=True)
@@ -29,7 +29,7 @@ ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The YAML con
 
 def _open_spool(config: Config, sink: str | None = None) -> Spool:
     """The existing spool, read-only as to cursors: a running sidecar owns those."""
-    spool = open_spool(config, None)
+    spool = open_spool(config.spool, config.state_dir, None)
     if sink is not None and sink not in spool.sinks():
         spool.close()
         fail(f"--sink {sink}: the spool has no such sink (known: {', '.join(spool.sinks()) or 'none'})")
@@ -124,7 +124,7 @@ def doctor(config: ConfigOption) -> None:
         finally:
             sink.close()
     try:
-        spool = open_spool(loaded, None)
+        spool = open_spool(loaded.spool, loaded.state_dir, None)
     except ConnectorError as exc:
         typer.echo(f"spool: {exc}")
     else:

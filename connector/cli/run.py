@@ -11,10 +11,10 @@ from prometheus_client import start_http_server
 
 from connector.cli import app
 from connector.cli._common import load_catalog_and_normaliser, report_delivery
-from connector.config import load_config
-from connector.errors import ConfigError
-from connector.sidecar import Sidecar, install_stop_signals
-from connector.state import StateStore
+from connector.core.errors import ConfigError
+from connector.runtime.config import load_config
+from connector.runtime.sidecar import Sidecar, install_stop_signals
+from connector.runtime.state import StateStore
 
 
 @app.command("run")

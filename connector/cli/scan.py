@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import secrets
 import sys
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated, BinaryIO
 
 import typer
 from pydantic import ValidationError
@@ -18,16 +17,19 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from connector.catalog import Catalog, format_validation_error
-from connector.checks import ScanContext, ScanSettings
 from connector.cli import app
 from connector.cli._common import console_err, fail, load_catalog_and_normaliser, report_delivery
-from connector.config import Config, build_checks, load_config
-from connector.engine import ScanPlan, scan
-from connector.model import Asset, Criticality, Finding, Severity, Status
+from connector.core.catalog import Catalog
+from connector.core.errors import format_validation_error
+from connector.core.events import encode_line
+from connector.core.model import Asset, Criticality, Finding, Severity, Status
+from connector.delivery.pipeline import Pipeline
 from connector.normalise import Normaliser
-from connector.pipeline import Pipeline
-from connector.state import StateStore
+from connector.runtime.collector import build_pipeline, collect
+from connector.runtime.config import Config, load_config
+from connector.runtime.state import StateStore
+from connector.scan.context import ScanContext, ScanSettings
+from connector.scan.engine import ScanPlan, build_checks
 
 _SEVERITY_STYLE = {
     Severity.CRITICAL: "bold red", Severity.HIGH: "red", Severity.MEDIUM: "yellow", Severity.LOW: "cyan",
@@ -127,33 +129,22 @@ def scan_command(
     settings = _settings(base, {"ca_bundle": ca_bundle, "connect_timeout": timeout, "concurrency": concurrency,
                                 "dns": _resolvers(base, dns_server or [])})
     only = [name.strip() for name in checks.split(",") if name.strip()] if checks else None
-    configured = build_checks(loaded.checks if loaded else {}, only)
     catalog, normaliser = load_catalog_and_normaliser(
         mappings or (loaded.mappings_dir if loaded else None), loaded.observer_name if loaded else None
     )
-    overrides = loaded.overrides(catalog) if loaded else {}
+    plan = ScanPlan(assets, build_checks(loaded.checks if loaded else {}, only),
+                    loaded.overrides(catalog) if loaded else {})
     if state is None and loaded is not None:
         state = loaded.state_dir / "state.sqlite"
-    history = StateStore(state) if state else None
-    pipeline = Pipeline(loaded, catalog, normaliser) if loaded is not None and loaded.sinks else None
-    plan = ScanPlan(assets, configured, overrides)
+    writer = _EventWriter(normaliser, output_format, only_failed)
+    pipeline = build_pipeline(loaded, catalog, normaliser) if loaded is not None and loaded.sinks else None
     with ExitStack() as stack:
-        sink: TextIO | None = sys.stdout
-        stdout_sink = loaded is not None and any(entry.type == "stdout" for entry in loaded.sink_settings)
-        if output is None and (sys.stdout.isatty() or stdout_sink):
-            # a person at a terminal wants the summary, not JSON; pipes and files get events, unless a
-            # configured stdout sink already writes them there
-            sink = None
-        elif output is not None and str(output) != "-":
-            try:
-                sink = stack.enter_context(output.open("w", encoding="utf-8"))
-            except OSError as exc:
-                fail(f"cannot write {output}: {exc.strerror or exc}")
+        writer.stream = _event_stream(output, loaded, stack)
         if pipeline is not None:
             pipeline.start()
         try:
-            findings = asyncio.run(_scan(plan, catalog, normaliser, settings, history, pipeline, sink, output_format,
-                                         only_failed, quiet))
+            findings = asyncio.run(_scan(plan, catalog, settings, StateStore(state) if state else None, pipeline,
+                                         writer, quiet))
             delivered = report_delivery(pipeline, ship_timeout, quiet) if pipeline is not None else True
         finally:
             if pipeline is not None:
@@ -162,6 +153,41 @@ def scan_command(
         _summary(findings, assets, catalog)
     code = _exit_code(findings, threshold, fail_on_error)
     raise typer.Exit(code or (0 if delivered else 3))
+
+
+def _event_stream(output: Path | None, loaded: Config | None, stack: ExitStack) -> BinaryIO | None:
+    """Where events go: the --output file, or stdout when it is not a terminal (or a stdout sink writes there)."""
+    stdout_sink = loaded is not None and any(entry.type == "stdout" for entry in loaded.sink_settings)
+    if output is None and (sys.stdout.isatty() or stdout_sink):
+        # a person at a terminal wants the summary, not JSON; pipes and files get events, unless a configured
+        # stdout sink already writes them there
+        return None
+    if output is None or str(output) == "-":
+        return sys.stdout.buffer
+    try:
+        return stack.enter_context(output.open("wb"))
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+
+
+class _EventWriter:
+    """Writes findings as event lines through the same encoder as the file and stdout sinks."""
+
+    def __init__(self, normaliser: Normaliser, output_format: str, only_failed: bool) -> None:
+        self.normaliser = normaliser
+        self.output_format = output_format
+        self.formats = frozenset({output_format})
+        self.only_failed = only_failed
+        self.stream: BinaryIO | None = None
+
+    def write(self, findings: list[Finding]) -> None:
+        if self.stream is None:
+            return
+        for finding in findings:
+            if self.only_failed and finding.status is Status.PASS:
+                continue
+            self.stream.write(encode_line(self.normaliser.spool_event(finding, self.formats), self.output_format))
+        self.stream.flush()
 
 
 def _severity(value: str) -> Severity:
@@ -201,18 +227,13 @@ def _resolvers(base: ScanSettings, servers: list[str]) -> dict[str, object] | No
 async def _scan(
     plan: ScanPlan,
     catalog: Catalog,
-    normaliser: Normaliser,
     settings: ScanSettings,
-    history: StateStore | None,
+    state: StateStore | None,
     pipeline: Pipeline | None,
-    sink: TextIO | None,
-    output_format: str,
-    only_failed: bool,
+    writer: _EventWriter,
     quiet: bool,
 ) -> list[Finding]:
     findings: list[Finding] = []
-    scan_id = secrets.token_hex(10)
-    ctx = ScanContext(settings)
     show_progress = not quiet and len(plan.assets) > 1
     progress = Progress(
         TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -220,22 +241,13 @@ async def _scan(
     )
     with progress:
         task = progress.add_task("", total=len(plan.assets))
-        async for report in scan(plan, catalog, ctx, scan_id=scan_id, history=history):
-            findings.extend(report.findings)
-            if pipeline is not None:
-                await asyncio.to_thread(pipeline.publish, report.findings)
-            if history is not None:
-                history.record_scan(scan_id, report.asset.id, ctx.now, len(report.findings))
-            if sink is not None:
-                for finding in report.findings:
-                    if only_failed and finding.status is Status.PASS:
-                        continue
-                    if output_format == "cef":
-                        sink.write(normaliser.cef(finding) + "\n")
-                    else:
-                        sink.write(json.dumps(normaliser.ecs(finding), separators=(",", ":")) + "\n")
-                sink.flush()
-            progress.update(task, advance=1, description=report.asset.id)
+        async for run in collect(plan, catalog, ScanContext(settings), scan_id=secrets.token_hex(10), state=state,
+                                 publisher=pipeline):
+            if run.not_spooled is not None:
+                raise run.not_spooled
+            findings.extend(run.report.findings)
+            writer.write(run.report.findings)
+            progress.update(task, advance=1, description=run.report.asset.id)
     return findings
 
 

@@ -9,12 +9,13 @@ import typer
 
 from connector.cli import app
 from connector.cli._common import fail
-from connector.config import Config, load_config
-from connector.siem import elastic, splunk
-from connector.sinks.base import SinkSettings
-from connector.sinks.elasticsearch import ElasticsearchSettings, make_client
-from connector.sinks.splunk_hec import SplunkHecSettings
-from connector.state import StateStore
+from connector.delivery.sinks.base import SinkSettings
+from connector.delivery.sinks.elasticsearch import assets as elastic
+from connector.delivery.sinks.elasticsearch.sink import ElasticsearchSettings, make_client
+from connector.delivery.sinks.splunk_hec import setup as splunk
+from connector.delivery.sinks.splunk_hec.sink import SplunkHecSettings
+from connector.runtime.config import Config, load_config
+from connector.runtime.state import StateStore
 
 splunk_app = typer.Typer(help="Create or check the Splunk index and HEC input; verify events arrived.",
                          no_args_is_help=True)

@@ -8,15 +8,15 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from connector.catalog import Catalog, format_validation_error
-from connector.errors import ConfigError
-from connector.model import Finding
+from connector.core.catalog import Catalog
+from connector.core.errors import ConfigError, format_validation_error
+from connector.core.events import NewEvent
+from connector.core.model import Finding
+from connector.core.resources import mappings_dir
+from connector.core.yamlio import load_yaml
 from connector.normalise.cef import CefEncoder
 from connector.normalise.context import ContextBuilder, Runtime, Scoring
 from connector.normalise.ecs import EcsEncoder
-from connector.resources import mappings_dir
-from connector.spool import NewEvent
-from connector.yamlio import load_yaml
 
 __all__ = ["Normaliser", "Runtime"]
 

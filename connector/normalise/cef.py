@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from connector.errors import ConfigError
+from connector.core.errors import ConfigError
 from connector.normalise.fieldmap import TRANSFORMS, Getter, compile_source, is_empty
 
 _HEADER_KEYS = ("vendor", "product", "version", "signature_id", "name", "severity")

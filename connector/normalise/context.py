@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector import __version__
-from connector.catalog import Catalog, Rule
-from connector.model import Asset, Finding, Status, event_id
+from connector.core.catalog import Catalog, Rule
+from connector.core.model import Asset, Finding, Status, event_id
 
 EVALUATION = {Status.PASS: "passed", Status.FAIL: "failed", Status.ERROR: "unknown"}
 OUTCOME = {Status.PASS: "success", Status.FAIL: "failure", Status.ERROR: "unknown"}

@@ -8,9 +8,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from connector.errors import ConfigError
+from connector.core.errors import ConfigError
+from connector.core.resources import mappings_dir
 from connector.normalise.fieldmap import FieldRule, compile_document, compile_fields
-from connector.resources import mappings_dir
 
 
 @dataclass(frozen=True)

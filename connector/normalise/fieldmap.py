@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from connector.errors import ConfigError
+from connector.core.errors import ConfigError
 
 Context = Mapping[str, Any]
 Getter = Callable[[Context], Any]

@@ -35,7 +35,7 @@ import dns.resolver
 import dns.rrset
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from connector.errors import ProbeError
+from connector.core.errors import ProbeError
 
 MAX_CNAME_HOPS = 8
 _NAME_TYPES = frozenset({dns.rdatatype.NS, dns.rdatatype.CNAME, dns.rdatatype.MX, dns.rdatatype.PTR})

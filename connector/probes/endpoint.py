@@ -6,7 +6,8 @@ import asyncio
 import socket
 from dataclasses import dataclass
 
-from connector.errors import ProbeError
+from connector.core.errors import ProbeError
+from connector.core.model import Target
 
 
 @dataclass(frozen=True)
@@ -34,3 +35,10 @@ class Endpoint:
             raise ProbeError(f"{self}: host name has no addresses", kind="dns")
         address = infos[0][4]
         return (str(address[0]), int(address[1]))
+
+
+def endpoint_of(target: Target, port: int | None = None) -> Endpoint:
+    """Where to connect for a target: its own port (or ``port``), else the asset's HTTPS port."""
+    chosen = port if port is not None else target.port
+    asset = target.asset
+    return Endpoint(asset.host, chosen if chosen is not None else asset.https_port, asset.address)

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from connector.errors import ProbeError
+from connector.core.errors import ProbeError
 
 MAX_BODY = 2 * 1024 * 1024  # pages larger than this are judged on their first 2 MiB
 

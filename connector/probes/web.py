@@ -16,8 +16,8 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from selectolax.lexbor import LexborHTMLParser
 
-from connector.errors import ProbeError
-from connector.model import Asset, Target
+from connector.core.errors import ProbeError
+from connector.core.model import Asset, Target
 from connector.probes.http import Fetched, HttpFetcher, TlsVerificationError
 
 MAX_SAME_ORIGIN_REDIRECTS = 5
@@ -51,6 +51,21 @@ class Page:
     def path(self) -> str:
         parts = urlsplit(self.url)
         return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+CORS_PROBE_ORIGIN = "https://cors-probe.postern.invalid"  # an origin nobody owns: reflecting it is the finding
+
+
+def meta_csp(page: Page) -> tuple[str, ...]:
+    """The policies of ``<meta http-equiv="Content-Security-Policy">`` elements, in document order."""
+    html = page.html
+    if html is None:
+        return ()
+    policies = []
+    for node in html.css("meta[http-equiv]"):
+        if (node.attributes.get("http-equiv") or "").strip().lower() == "content-security-policy":
+            policies.append(node.attributes.get("content") or "")
+    return tuple(policies)
 
 
 def origin_of(url: str) -> tuple[str, str, int]:

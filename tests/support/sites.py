@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
-from connector.model import Asset
+from connector.core.model import Asset
 from support.pki import Issued
 from support.web import Reply, Route, WebServer, tls_context
 

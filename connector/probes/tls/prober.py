@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 
-from connector.errors import ProbeError
+from connector.core.errors import ProbeError
 from connector.probes.endpoint import Endpoint
 from connector.probes.tls import wire
 from connector.probes.tls.suites import TLS13_SUITES, offerable_legacy_suites, suite

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID, SignatureAlgorithmOID
 
-from connector.errors import ProbeError
+from connector.core.errors import ProbeError
 
 # Go's crypto/x509 names, which ECS uses in its examples (``SHA256-RSA``).
 _SIGNATURE_NAMES = {
@@ -210,6 +210,3 @@ def matches_host(info: CertificateInfo, host: str) -> bool:
                 return True
     return False
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

@@ -1,0 +1,67 @@
+"""One scan run, wired once: engine -> inventory -> publish. The CLI, the sidecar and the rescan action use it.
+
+Each asset's findings get their episode (first_seen) from the finding history, are made durable through the
+publisher, and only then is the scan recorded, so a crash re-runs what was not published instead of losing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from connector.core.catalog import Catalog
+from connector.core.clock import utc_now
+from connector.core.events import Publisher
+from connector.core.model import Asset, AssetReport
+from connector.delivery.pipeline import Pipeline
+from connector.delivery.spool import SpoolError
+from connector.normalise import Normaliser
+from connector.runtime.config import Config
+from connector.runtime.state import StateStore
+from connector.scan.context import ScanContext
+from connector.scan.engine import ScanPlan, scan
+
+
+@dataclass(frozen=True)
+class Collected:
+    """One asset's scan, with its episodes; ``not_spooled`` says why it could not be published (it runs again)."""
+
+    report: AssetReport
+    scan_id: str
+    not_spooled: SpoolError | None = None
+
+
+async def collect(
+    plan: ScanPlan,
+    catalog: Catalog,
+    ctx: ScanContext,
+    *,
+    scan_id: str | Callable[[Asset], str],
+    state: StateStore | None = None,
+    publisher: Publisher | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> AsyncGenerator[Collected, None]:
+    """Yield each asset as it is done: annotated, published (when a publisher is given) and recorded."""
+    reports = scan(plan, catalog, ctx, scan_id=scan_id)
+    try:
+        async for scanned in reports:
+            asset_scan_id = scan_id(scanned.asset) if callable(scan_id) else scan_id
+            report = AssetReport(scanned.asset, state.history.annotate(scanned.findings)) if state else scanned
+            if publisher is not None:
+                try:
+                    await asyncio.to_thread(publisher.publish, report.findings)
+                except SpoolError as exc:
+                    yield Collected(report, asset_scan_id, exc)
+                    continue
+            if state is not None:
+                state.record_scan(asset_scan_id, report.asset.id, clock(), len(report.findings))
+            yield Collected(report, asset_scan_id)
+    finally:
+        await reports.aclose()
+
+
+def build_pipeline(config: Config, catalog: Catalog, normaliser: Normaliser, **backoff: float) -> Pipeline:
+    """The configured normaliser -> spool -> shippers -> sinks pipeline."""
+    return Pipeline(config.sink_settings, config.spool, config.state_dir, catalog, normaliser, **backoff)

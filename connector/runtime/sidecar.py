@@ -1,0 +1,140 @@
+"""The long-running collector: scan assets when due, write their events, stop cleanly on SIGTERM.
+
+An asset's slot is marked complete only after its events are durably written, so a crash re-runs the slot
+(with the same scan id, hence the same event ids) instead of losing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from datetime import datetime
+
+from connector.core.catalog import Catalog
+from connector.core.clock import utc_now
+from connector.core.model import Asset
+from connector.normalise import Normaliser
+from connector.runtime.collector import build_pipeline, collect
+from connector.runtime.config import Config
+from connector.runtime.scheduler import next_slot, scan_id
+from connector.runtime.state import StateStore
+from connector.scan.context import ScanContext
+from connector.scan.engine import ScanPlan
+
+log = logging.getLogger(__name__)
+
+MAX_SLEEP = 60.0
+
+
+class Sidecar:
+    def __init__(
+        self,
+        config: Config,
+        catalog: Catalog,
+        normaliser: Normaliser,
+        state: StateStore,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.normaliser = normaliser
+        self.state = state
+        self.clock = clock
+        self.checks = config.configured_checks()
+        self.overrides = config.overrides(catalog)
+        self.pipeline = build_pipeline(config, catalog, normaliser)
+        self.started_at = clock()
+        self.scans_completed = 0
+        self.unspooled = 0  # assets whose findings could not be spooled; their slots run again
+
+    def due(self, now: datetime) -> tuple[dict[Asset, datetime], datetime | None]:
+        """Assets due now with their slots, and the earliest future slot."""
+        due: dict[Asset, datetime] = {}
+        upcoming: datetime | None = None
+        for asset in self.config.assets:
+            slot = next_slot(asset, self.config.schedule, self.state.slot(asset.id), self.started_at)
+            if slot <= now:
+                due[asset] = slot
+            elif upcoming is None or slot < upcoming:
+                upcoming = slot
+        return due, upcoming
+
+    async def run(self, stop: asyncio.Event, once: bool = False) -> None:
+        log.info("sidecar started",
+                 extra={"assets": len(self.config.assets), "checks": [c.check.name for c in self.checks],
+                        "sinks": [sink.name for sink in self.pipeline.sinks]})
+        self.pipeline.start()
+        while not stop.is_set():
+            now = self.clock()
+            if once:
+                due = {asset: now for asset in self.config.assets}
+                upcoming = None
+            else:
+                due, upcoming = self.due(now)
+            failures_before = self.unspooled
+            if due:
+                await self._scan(due, stop)
+            if once:
+                break
+            wait = MAX_SLEEP
+            if upcoming is not None and self.unspooled == failures_before:
+                wait = min(MAX_SLEEP, max(0.5, (upcoming - self.clock()).total_seconds()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+        log.info("sidecar stopped", extra={"scans_completed": self.scans_completed})
+
+    async def _scan(self, due: dict[Asset, datetime], stop: asyncio.Event) -> None:
+        """Scan the due assets; on stop, give in-flight assets ``shutdown_grace`` to finish, then cancel them."""
+        for asset, slot in due.items():
+            self.state.record_slot(asset.id, slot, completed=False)
+        consumer = asyncio.create_task(self._consume(due))
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not consumer.done():
+                grace = self.config.shutdown_grace.total_seconds()
+                log.info("stop requested: waiting for in-flight assets", extra={"grace_seconds": grace})
+                done, _ = await asyncio.wait({consumer}, timeout=grace)
+                if not done:
+                    self.pipeline.stopping.set()  # a publish waiting for spool room gives up; its slot re-runs
+                    consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+        finally:
+            stopper.cancel()
+
+    async def _consume(self, due: dict[Asset, datetime]) -> None:
+        ctx = ScanContext(self.config.scan, now=self.clock())
+        plan = ScanPlan(list(due), self.checks, self.overrides)
+        runs = collect(plan, self.catalog, ctx, scan_id=lambda asset: scan_id(asset, due[asset]), state=self.state,
+                       publisher=self.pipeline, clock=self.clock)
+        try:
+            async for run in runs:
+                asset = run.report.asset
+                if run.not_spooled is not None:
+                    self.unspooled += 1
+                    log.error("findings not spooled; the asset is scanned again later: %s", run.not_spooled,
+                              extra={"asset": asset.id})
+                    continue
+                # durable in the spool before the slot is marked done: a crash re-runs the slot, never loses it
+                self.state.record_slot(asset.id, due[asset], completed=True)
+                self.scans_completed += 1
+                failing = sum(1 for finding in run.report.findings if finding.status.value == "fail")
+                log.info("asset scanned", extra={"asset": asset.id, "findings": len(run.report.findings),
+                                                 "failing": failing})
+        finally:
+            await runs.aclose()
+
+    def close(self) -> None:
+        """Stop the shippers: the batch in flight stays in the spool and is sent again on the next start."""
+        self.pipeline.stop(self.config.shutdown_grace.total_seconds())
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+

@@ -1,0 +1,71 @@
+"""What the connector remembers between runs: when each asset was scanned and its schedule, plus the finding
+history of connector.inventory, all in one SQLite file of the state directory."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+from connector.core.errors import ConfigError
+from connector.inventory.history import FindingHistory
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS scans (
+    scan_id TEXT NOT NULL,
+    asset_id TEXT NOT NULL,
+    finished TEXT NOT NULL,
+    events INTEGER NOT NULL,
+    PRIMARY KEY (scan_id, asset_id)
+);
+CREATE TABLE IF NOT EXISTS schedule (
+    asset_id TEXT PRIMARY KEY,
+    last_slot TEXT NOT NULL,
+    completed INTEGER NOT NULL
+);
+"""
+
+
+class StateStore:
+    """SQLite in WAL mode; one writer (the connector), safe to read while it runs."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self.history = FindingHistory(self._db)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"state store {path}: {exc}") from None
+        self.path = path
+
+    def slot(self, asset_id: str) -> tuple[datetime, bool] | None:
+        """The asset's last scheduled slot and whether its scan completed."""
+        row = self._db.execute("SELECT last_slot, completed FROM schedule WHERE asset_id = ?", (asset_id,)).fetchone()
+        return None if row is None else (datetime.fromisoformat(row[0]), bool(row[1]))
+
+    def record_slot(self, asset_id: str, slot: datetime, completed: bool) -> None:
+        self._db.execute(
+            "INSERT INTO schedule (asset_id, last_slot, completed) VALUES (?, ?, ?) "
+            "ON CONFLICT(asset_id) DO UPDATE SET last_slot = excluded.last_slot, completed = excluded.completed",
+            (asset_id, slot.isoformat(), int(completed)),
+        )
+
+    def record_scan(self, scan_id: str, asset_id: str, finished: datetime, events: int) -> None:
+        self._db.execute(
+            "INSERT INTO scans (scan_id, asset_id, finished, events) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(scan_id, asset_id) DO UPDATE SET finished = excluded.finished, events = excluded.events",
+            (scan_id, asset_id, finished.isoformat(), events),
+        )
+
+    def latest_scans(self) -> dict[str, int]:
+        """Each asset's most recent scan id and how many events it produced."""
+        rows = self._db.execute(
+            "SELECT scan_id, SUM(events) FROM scans WHERE (asset_id, finished) IN "
+            "(SELECT asset_id, MAX(finished) FROM scans GROUP BY asset_id) GROUP BY scan_id").fetchall()
+        return {scan_id: int(count) for scan_id, count in rows}
+
+    def close(self) -> None:
+        self._db.close()
