@@ -173,3 +173,11 @@ def self_signed(name: str, key: PrivateKey | None = None) -> Issued:
         .sign(key, hashes.SHA256())
     )
     return Issued(certificate, key, [])
+
+
+@dataclass
+class Pki:
+    root: Authority
+    intermediate: Authority
+    stranger: Authority  # a root nobody trusts
+    bundle: Path  # trusts ``root`` only

@@ -11,9 +11,10 @@ import ssl
 
 import pytest
 
-from conftest import Pki, errors, failing, result, run_scan
 from connector.core.model import Asset, Status
 from support.fake_tls import SSL3, TLS10, TLS12, LegacyServer
+from support.pki import Pki
+from support.scanning import errors, failing, result, run_scan
 from support.sites import site
 from support.web import tls_context
 

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import result, run_scan
 from connector.core.catalog import Catalog
 from connector.core.model import Asset, Finding, Status
 from support.dns_server import DnsServer, Zone
+from support.scanning import result, run_scan
 
 pytestmark = pytest.mark.needs_dns
 

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import yaml
 
-from conftest import Pki, wait_until
 from connector.core.model import Asset, Criticality
 from connector.runtime.scheduler import ScheduleConfig, next_slot, scan_id
 from support.cli import connector, connector_process
 from support.fake_tls import TLS12, LegacyServer
+from support.pki import Pki
 from support.sites import site
+from support.waiting import wait_until
 from support.web import closed_port
 
 START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

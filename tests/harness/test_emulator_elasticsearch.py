@@ -27,8 +27,8 @@ from elasticsearch import (
     helpers,
 )
 
-from conftest import Pki
 from emulators.elasticsearch import ElasticsearchEmulator
+from support.pki import Pki
 from support.web import tls_context
 
 STREAM = "logs-posture-default"

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import yaml
 
-from conftest import Pki
 from emulators.elasticsearch import ElasticsearchEmulator
 from emulators.splunk import SplunkEmulator
 from support.cef import parse_cef
 from support.cli import connector
-from support.pki import self_signed
+from support.pki import Pki, self_signed
 from support.rsyslog import Rsyslog
 from support.sites import site
 from support.web import closed_port

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Pki, make_pipeline, running, ship, wait_until
 from connector.core.model import Asset, Criticality, Finding, Severity, Status
 from connector.normalise import Normaliser
 from support import rsyslog
 from support.cef import parse_cef
+from support.delivery import make_pipeline, running, ship
+from support.pki import Pki
 from support.rsyslog import Rsyslog
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.needs_rsyslog
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Pki, errors, failing, result, run_scan
 from connector.core.model import Asset, Status
 from connector.parsers.hsts import HstsError, parse_hsts
-from support.pki import self_signed
+from support.pki import Pki, self_signed
+from support.scanning import errors, failing, result, run_scan
 from support.sites import HARDENED_HSTS, redirect_to, site
 from support.web import Reply, WebServer, closed_port
 

@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import Pki, make_pipeline, running, ship, wait_until
 from connector.core.resources import mappings_dir
 from connector.delivery.sinks.elasticsearch import assets as elastic
 from emulators.splunk import SplunkEmulator
 from support.cli import connector
+from support.delivery import make_pipeline, running, ship
+from support.pki import Pki
 from support.sites import site
+from support.waiting import wait_until
 from support.web import tls_context
 
 

@@ -18,7 +18,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from conftest import Pki, errors, failing, result, run_scan
 from connector.core.catalog import Catalog
 from connector.core.model import Asset, Finding, Status
 from connector.normalise import Normaliser
@@ -35,6 +34,8 @@ from support.dns_server import (
     txt_strings,
 )
 from support.ecs import assert_ecs_valid
+from support.pki import Pki
+from support.scanning import errors, failing, result, run_scan
 from support.web import Reply, WebServer, tls_context
 
 pytestmark = pytest.mark.needs_dns

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import Pki, web_checks
 from connector.scan.checks import available_checks
 from support.cli import connector
-from support.pki import self_signed
+from support.pki import Pki, self_signed
+from support.scanning import web_checks
 from support.sites import hardened_routes, site
 
 
@@ -69,10 +69,26 @@ def test_version_and_module_entry_point() -> None:
 
 
 def test_the_shipped_example_configuration_is_valid() -> None:
-    example = Path(__file__).parent.parent / "deploy" / "config.example.yaml"
+    example = Path(__file__).parents[2] / "deploy" / "config.example.yaml"
     missing = connector("validate", "-c", str(example))
     assert missing.returncode == 1 and "environment variable SPLUNK_HEC_TOKEN is not set" in missing.stderr
     secrets = {"SPLUNK_HEC_TOKEN": "x" * 36, "SPLUNK_MGMT_TOKEN": "y" * 40, "ES_API_KEY": "z" * 40}
     done = connector("validate", "-c", str(example), env=secrets)
     assert done.returncode == 0, done.stderr
     assert f"valid: 4 asset(s), {len(available_checks())} check(s)" in done.stdout and "4 sink(s)" in done.stdout
+
+
+def test_scan_output_and_the_file_sink_write_the_same_bytes(pki: Pki, tmp_path: Path) -> None:
+    sunk, written = tmp_path / "sink.jsonl", tmp_path / "out.jsonl"
+    with site("utf8.test", self_signed("utf8.test")) as bad:
+        asset = {**bad.asset.model_dump(mode="json", exclude_none=True), "owner": "café team"}
+        config = tmp_path / "config.yaml"
+        config.write_text(json.dumps({
+            "assets": [asset], "scan": {"ca_bundle": str(pki.bundle), "connect_timeout": 1},
+            "sinks": [{"type": "file", "path": str(sunk)}], "state_dir": str(tmp_path / "state"),
+        }, ensure_ascii=False), encoding="utf-8")
+        done = connector("scan", "-c", str(config), "-o", str(written), "--checks", "certificate", "-q")
+    assert done.returncode in (0, 1), done.stderr
+    lines = written.read_bytes().splitlines()
+    assert lines and all("café team".encode() in line for line in lines)  # raw UTF-8, not \u00e9
+    assert sorted(lines) == sorted(sunk.read_bytes().splitlines())

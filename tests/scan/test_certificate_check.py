@@ -9,9 +9,9 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from conftest import Pki, errors, failing, result, run_scan
 from connector.core.model import Severity, Status
-from support.pki import Authority, self_signed
+from support.pki import Authority, Pki, self_signed
+from support.scanning import errors, failing, result, run_scan
 from support.sites import site
 from support.web import Reply, WebServer, tls_context
 

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import yaml
 
-from conftest import make_pipeline, wait_until, web_checks, without_dns_checks
 from connector.core.events import NewEvent, SpooledEvent
 from connector.delivery.shipping import Shipper
 from connector.delivery.sinks.base import SendOutcome, Sink, SinkSettings
 from connector.delivery.spool import Spool
 from emulators.elasticsearch import ElasticsearchEmulator
 from support.cli import connector
+from support.delivery import make_pipeline
+from support.scanning import web_checks, without_dns_checks
+from support.waiting import wait_until
 
 
 class CrashingSink(Sink):

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import yaml
 
-from conftest import Pki, make_pipeline, running, wait_until
 from emulators.elasticsearch import ElasticsearchEmulator
 from emulators.splunk import SplunkEmulator
 from support.cli import connector_process
-from support.pki import self_signed
+from support.delivery import make_pipeline, running
+from support.pki import Pki, self_signed
 from support.sites import site
+from support.waiting import wait_until
 
 
 def file_ids(path: Path) -> list[str]:

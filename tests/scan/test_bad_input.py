@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Pki, errors, failing, result, run_scan, web_checks
 from connector.core.errors import ConfigError
 from connector.core.model import Asset, Status
 from connector.runtime.config import load_config
 from support.cli import connector
 from support.fake_tls import TLS12, LegacyServer
+from support.pki import Pki
+from support.scanning import errors, failing, result, run_scan, web_checks
 from support.sites import site
 from support.web import Reply, WebServer, closed_port
 

@@ -12,13 +12,13 @@ import pytest
 import yaml
 from elasticsearch import Elasticsearch
 
-from conftest import make_pipeline, ship
 from connector.core.errors import ConfigError
 from connector.delivery.sinks import build_sink, parse_sink
 from connector.delivery.sinks.elasticsearch import assets as elastic
 from connector.delivery.sinks.elasticsearch.sink import ElasticsearchSink
 from emulators.elasticsearch import ElasticsearchEmulator
 from support.cli import connector
+from support.delivery import make_pipeline, ship
 
 STREAM = "logs-postern.findings-default"
 

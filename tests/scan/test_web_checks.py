@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from conftest import Pki, errors, failing, result, run_scan
 from connector.core.model import Asset, Finding, Severity, Status, Target
 from connector.scan.checks.ports import OpenPort, PortObservation, PortsCheck, PortSettings
+from support.pki import Pki
+from support.scanning import errors, failing, result, run_scan
 from support.sites import HARDENED_HEADERS, NONCE, SESSION_COOKIE, hardened_routes, page, site
 from support.web import Reply, closed_port
 

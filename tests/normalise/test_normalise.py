@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.hashes import SHA256
 
-from conftest import Pki, run_scan
 from connector.core.errors import ConfigError
 from connector.core.model import Asset, Criticality, Finding, Severity, Status
 from connector.core.resources import mappings_dir
@@ -21,7 +20,8 @@ from connector.normalise import Normaliser
 from connector.normalise.cef import escape_extension, escape_header
 from support.cef import parse_cef
 from support.ecs import assert_ecs_valid
-from support.pki import self_signed
+from support.pki import Pki, self_signed
+from support.scanning import run_scan
 from support.sites import site
 
 

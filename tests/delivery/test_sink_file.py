@@ -7,8 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from conftest import make_pipeline, ship, web_checks, without_dns_checks
 from support.cli import connector
+from support.delivery import make_pipeline, ship
+from support.scanning import web_checks, without_dns_checks
 
 
 def test_file_sink_writes_one_json_event_per_line_and_rotates_by_size(tmp_path: Path, catalog, scanned) -> None:
