@@ -1,12 +1,16 @@
-"""Value types shared by configuration models: durations (``15m``, ``7d``) and sizes (``512MiB``)."""
+"""Value types shared by configuration models: durations (``15m``, ``7d``), sizes (``512MiB``) and secrets."""
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, SecretStr
+
+from connector.core.logsetup import register_secret
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -44,3 +48,28 @@ def parse_size(value: Any) -> int:
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
 
 
+def _resolve_secret(value: Any) -> SecretStr:
+    """``{env: NAME}``, ``{file: PATH}`` or (discouraged) a literal; registered for redaction either way."""
+    if isinstance(value, SecretStr):
+        return value
+    if isinstance(value, str):
+        resolved = value
+    elif isinstance(value, dict) and set(value) == {"env"}:
+        resolved = os.environ.get(str(value["env"]), "")
+        if not resolved:
+            raise ValueError(f"environment variable {value['env']} is not set")
+    elif isinstance(value, dict) and set(value) == {"file"}:
+        path = Path(str(value["file"]))
+        try:
+            resolved = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {path}: {exc.strerror or exc}") from None
+        if not resolved:
+            raise ValueError(f"secret file {path} is empty")
+    else:
+        raise ValueError("a secret is {env: VARIABLE} or {file: PATH}")
+    register_secret(resolved)
+    return SecretStr(resolved)
+
+
+Secret = Annotated[SecretStr, BeforeValidator(_resolve_secret)]

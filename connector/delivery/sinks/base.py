@@ -7,20 +7,17 @@ or raises TransientSinkError when the whole batch failed and may succeed later.
 
 from __future__ import annotations
 
-import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from connector.core.errors import ConnectorError
 from connector.core.events import SpooledEvent
-from connector.core.logsetup import register_secret
 
 EventFormat = Literal["ecs", "cef"]
 
@@ -109,28 +106,3 @@ def meta(event: SpooledEvent) -> dict[str, Any]:
     return value
 
 
-def _resolve_secret(value: Any) -> SecretStr:
-    """``{env: NAME}``, ``{file: PATH}`` or (discouraged) a literal; registered for redaction either way."""
-    if isinstance(value, SecretStr):
-        return value
-    if isinstance(value, str):
-        resolved = value
-    elif isinstance(value, dict) and set(value) == {"env"}:
-        resolved = os.environ.get(str(value["env"]), "")
-        if not resolved:
-            raise ValueError(f"environment variable {value['env']} is not set")
-    elif isinstance(value, dict) and set(value) == {"file"}:
-        path = Path(str(value["file"]))
-        try:
-            resolved = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ValueError(f"cannot read secret file {path}: {exc.strerror or exc}") from None
-        if not resolved:
-            raise ValueError(f"secret file {path} is empty")
-    else:
-        raise ValueError("a secret is {env: VARIABLE} or {file: PATH}")
-    register_secret(resolved)
-    return SecretStr(resolved)
-
-
-Secret = Annotated[SecretStr, BeforeValidator(_resolve_secret)]

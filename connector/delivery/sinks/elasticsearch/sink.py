@@ -26,7 +26,8 @@ from elasticsearch import ApiError, Elasticsearch, helpers
 from pydantic import AnyHttpUrl, Field, field_validator, model_validator
 
 from connector.core.events import SpooledEvent
-from connector.delivery.sinks.base import Secret, SendOutcome, Sink, SinkSettings, TransientSinkError, describe_error
+from connector.core.units import Secret
+from connector.delivery.sinks.base import SendOutcome, Sink, SinkSettings, TransientSinkError, describe_error
 from connector.delivery.sinks.elasticsearch import assets as elastic
 
 log = logging.getLogger(__name__)

@@ -25,9 +25,8 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 from connector.core.errors import ConnectorError
 from connector.core.events import SpooledEvent
 from connector.core.model import Severity
-from connector.core.units import Duration
+from connector.core.units import Duration, Secret
 from connector.delivery.sinks.base import (
-    Secret,
     SendOutcome,
     Sink,
     SinkSettings,
