@@ -60,6 +60,9 @@ CREATE TABLE IF NOT EXISTS effects (
 """
 
 
+REPLAY_WINDOW = timedelta(minutes=10)  # twice the Standard Webhooks timestamp tolerance of 5 minutes
+
+
 class JobState(StrEnum):
     PENDING = "pending"  # due at not_before; also a running job whose lease expired
     RUNNING = "running"
@@ -184,11 +187,25 @@ class ActionQueue:
         return bool(changed)
 
     def purge(self, state: JobState) -> int:
-        """Forget finished or dead jobs; their keys become free again, so only purge what will not come back."""
+        """Forget finished or dead jobs; their keys become free again, so only purge what will not come back.
+
+        Jobs younger than ``REPLAY_WINDOW`` are kept whatever their state: their keys are the replay cache of
+        signed callbacks, and freeing one inside the signature's tolerance would let a captured request run again.
+        """
         if state not in (JobState.DONE, JobState.DEAD):
             raise QueueError(f"only done or dead jobs can be purged, not {state}")
         with self._transaction() as db:
-            return db.execute("DELETE FROM jobs WHERE state = ?", (state,)).rowcount
+            return db.execute("DELETE FROM jobs WHERE state = ? AND created < ?",
+                              (state, self._now() - REPLAY_WINDOW.total_seconds())).rowcount
+
+    def pending_count(self) -> int:
+        """Jobs not yet done or dead; answering at all shows the file is readable (the receiver's readiness)."""
+        try:
+            row = self._db().execute("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)",
+                                     (JobState.PENDING, JobState.RUNNING)).fetchone()
+        except sqlite3.Error as exc:
+            raise QueueError(f"action queue {self.path}: {exc}") from exc
+        return int(row[0])
 
     def jobs(self, state: JobState | None = None) -> list[Job]:
         db = self._db()

@@ -112,12 +112,15 @@ def test_a_remote_cannot_park_a_job_for_ever(tmp_path: Path) -> None:
 
 
 def test_only_finished_jobs_can_be_purged(tmp_path: Path) -> None:
-    jobs = queue(tmp_path, Clock())
+    clock = Clock()
+    jobs = queue(tmp_path, clock)
     jobs.enqueue("a", "rescan", {})
     jobs.enqueue("b", "rescan", {})
     first = jobs.claim("w")
     assert first is not None
     jobs.complete(first.id, {"findings": 3})
+    assert jobs.purge(JobState.DONE) == 0  # still inside the replay window: its key keeps a replay out
+    clock.advance(minutes=11)
     assert jobs.purge(JobState.DONE) == 1 and [j.idempotency_key for j in jobs.jobs()] == ["b"]
     with pytest.raises(QueueError, match="only done or dead jobs"):
         jobs.purge(JobState.PENDING)
