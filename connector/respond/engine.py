@@ -1,0 +1,189 @@
+"""From a queued callback to planned steps: which playbooks match which findings, and what the guardrails allow.
+
+The receiver queues each callback as one ``playbooks.plan`` job; a worker runs ``PlaybookEngine.plan_callback`` on
+it. For every finding row of the callback and every matching playbook, each step is either queued (``auto``),
+queued to wait for approval (``approve``), audited only (``dry_run``), or skipped with the guardrail that stopped it.
+Guardrails count runs in a ledger beside the queue, so a storm of callbacks about one finding becomes one run,
+however many SIEM alerts fire.
+
+Crash safety: step jobs are keyed by (callback, playbook, finding, step) and enqueued before the run is recorded in
+the ledger. A plan job re-run after a crash re-enqueues nothing (the keys exist) and does not count its own earlier
+run against the cooldown, so nothing is lost and nothing runs twice.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateError
+
+from connector.core.errors import ConfigError
+from connector.respond.playbooks import WEEKDAYS, Mode, Playbook, field_value, render
+from connector.respond.queue import ActionQueue, Job
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS playbook_runs (
+    playbook TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    asset TEXT NOT NULL,
+    callback TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (playbook, fingerprint, callback)
+);
+CREATE INDEX IF NOT EXISTS playbook_runs_by_time ON playbook_runs (playbook, at);
+"""
+
+
+class Decision(StrEnum):
+    QUEUED = "queued"
+    AWAITING_APPROVAL = "awaiting_approval"
+    DRY_RUN = "dry_run"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    playbook: str
+    step: int
+    action: str
+    params: dict[str, Any]
+    fingerprint: str
+    asset: str
+    decision: Decision
+    reason: str
+    job_key: str | None = None
+
+
+class RunLedger:
+    """How often each playbook ran, per finding and per asset: what the guardrails count."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"playbook ledger {path}: {exc}") from None
+
+    def runs_since(self, playbook: str, since: datetime, asset: str | None = None) -> int:
+        query = "SELECT COUNT(*) FROM playbook_runs WHERE playbook = ? AND at >= ?"
+        args: tuple[Any, ...] = (playbook, since.timestamp())
+        if asset is not None:
+            query, args = query + " AND asset = ?", (*args, asset)
+        with self._lock:
+            return int(self._db.execute(query, args).fetchone()[0])
+
+    def last_run(self, playbook: str, fingerprint: str, other_than: str) -> datetime | None:
+        with self._lock:
+            row = self._db.execute("SELECT MAX(at) FROM playbook_runs WHERE playbook = ? AND fingerprint = ? "
+                                   "AND callback != ?", (playbook, fingerprint, other_than)).fetchone()
+        return None if row[0] is None else datetime.fromtimestamp(row[0], UTC)
+
+    def record(self, playbook: str, fingerprint: str, asset: str, callback: str, at: datetime) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO playbook_runs (playbook, fingerprint, asset, callback, at) "
+                             "VALUES (?, ?, ?, ?, ?)", (playbook, fingerprint, asset, callback, at.timestamp()))
+
+
+class PlaybookEngine:
+    def __init__(self, playbooks: Sequence[Playbook], queue: ActionQueue, ledger: RunLedger, *,
+                 killed: Callable[[], bool] = lambda: False) -> None:
+        self.playbooks = list(playbooks)
+        self.queue = queue
+        self.ledger = ledger
+        self.killed = killed  # the global kill switch, read at every plan
+
+    def plan_callback(self, job: Job, now: datetime) -> list[PlannedStep]:
+        """Plan (and queue) the steps for every finding of one queued callback."""
+        source, kind = str(job.params["source"]), str(job.params["kind"])
+        planned: list[PlannedStep] = []
+        for finding in callback_findings(kind, job.params["payload"]):
+            for playbook in self.playbooks:
+                if playbook.matches(finding, source, kind):
+                    planned += self._plan_one(playbook, finding, job.idempotency_key, now)
+        return planned
+
+    def _plan_one(self, playbook: Playbook, finding: Mapping[str, Any], callback: str,
+                  now: datetime) -> list[PlannedStep]:
+        fingerprint = str(field_value(finding, "postern.fingerprint") or "")
+        asset = str(field_value(finding, "postern.asset.id") or field_value(finding, "url.domain") or "")
+        blocked = self._guardrail(playbook, fingerprint, asset, callback, now)
+        steps: list[PlannedStep] = []
+        for index, step in enumerate(playbook.steps):
+            mode = step.mode or playbook.mode
+            try:
+                params = render(step.params, finding)
+            except TemplateError as exc:
+                steps.append(PlannedStep(playbook.name, index, step.action, step.params, fingerprint, asset,
+                                         Decision.SKIPPED, f"template error: {exc}"))
+                continue
+            if blocked:
+                steps.append(PlannedStep(playbook.name, index, step.action, params, fingerprint, asset,
+                                         Decision.SKIPPED, blocked))
+                continue
+            if mode is Mode.DRY_RUN:
+                steps.append(PlannedStep(playbook.name, index, step.action, params, fingerprint, asset,
+                                         Decision.DRY_RUN, "dry run: planned, not executed"))
+                continue
+            key = f"{callback}:{playbook.name}:{fingerprint}:{index}"
+            approval = mode is Mode.APPROVE
+            self.queue.enqueue(key, step.action, {"params": params, "playbook": playbook.name,
+                                                  "fingerprint": fingerprint, "asset": asset,
+                                                  "awaiting_approval": approval})
+            steps.append(PlannedStep(playbook.name, index, step.action, params, fingerprint, asset,
+                                     Decision.AWAITING_APPROVAL if approval else Decision.QUEUED,
+                                     "waits for approval" if approval else "queued", key))
+        if not blocked and any(step.job_key for step in steps):
+            self.ledger.record(playbook.name, fingerprint, asset, callback, now)
+        return steps
+
+    def _guardrail(self, playbook: Playbook, fingerprint: str, asset: str, callback: str,
+                   now: datetime) -> str | None:
+        """The reason the guardrails stop this run, or None."""
+        rails = playbook.guardrails
+        if self.killed():
+            return "the global kill switch is on"
+        if not fingerprint:
+            return "the event carries no postern.fingerprint: nothing to act on or deduplicate"
+        if rails.window is not None:
+            day, moment = WEEKDAYS[now.weekday()], now.time()
+            if day not in rails.window.days or not rails.window.start <= moment <= rails.window.end:
+                return "outside the playbook's time window"
+        if rails.allowed_targets and not any(fnmatch.fnmatchcase(asset, glob) for glob in rails.allowed_targets):
+            return f"asset {asset!r} is not among the playbook's allowed targets"
+        last = self.ledger.last_run(playbook.name, fingerprint, other_than=callback)
+        if last is not None and now - last < rails.cooldown:
+            return f"cooldown: ran for this finding {_ago(now - last)} ago"
+        hour_ago = now - timedelta(hours=1)
+        if self.ledger.runs_since(playbook.name, hour_ago, asset) >= rails.max_runs_per_asset_per_hour:
+            return f"{rails.max_runs_per_asset_per_hour} runs on asset {asset!r} in the last hour"
+        if self.ledger.runs_since(playbook.name, hour_ago) >= rails.max_runs_per_hour:
+            return f"{rails.max_runs_per_hour} runs in the last hour"
+        return None
+
+
+def callback_findings(kind: str, payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The finding rows a callback carries, whichever sender shaped it."""
+    if kind == "splunk":
+        rows = payload.get("results") or [payload.get("result") or {}]
+    elif kind == "elastic":
+        rows = [*payload.get("alerts", []), *payload.get("hits", [])]
+        rows = [row.get("_source", row) if isinstance(row, Mapping) else row for row in rows]
+    else:
+        rows = []
+    return [row for row in rows if isinstance(row, Mapping)]
+
+
+def _ago(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"

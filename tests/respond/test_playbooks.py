@@ -1,0 +1,135 @@
+"""Playbooks as a SOC writes and trusts them: errors at file:line, one run per finding however loud the SIEM."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.core.errors import ConfigError
+from connector.respond.engine import Decision, PlaybookEngine, RunLedger
+from connector.respond.playbooks import Mode, Playbook, load_playbook, load_playbooks
+from connector.respond.queue import ActionQueue, Job
+
+PLAYBOOKS = Path(__file__).parents[2] / "playbooks"
+MONDAY_NOON = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+FINGERPRINT = "9f" * 16
+
+
+def exposure_alert(date: str = "2026-12-07T12:00:00.000Z", **fields: Any) -> dict[str, Any]:
+    """A Kibana webhook body (the documented template) about one critical exposure."""
+    alert = {"rule": {"id": "exposure.git_directory", "name": "Git repository exposed"},
+             "postern": {"fingerprint": FINGERPRINT, "severity": "critical", "status": "fail",
+                         "asset": {"id": "shop.example.test", "owner": "web-team@example.test",
+                                   "criticality": "high"}},
+             "message": "/.git/ is readable", **fields}
+    return {"rule": {"id": "rule-1"}, "alert": {"uuid": "uuid-1"}, "date": date, "alerts": [alert]}
+
+
+def engine(tmp_path: Path, playbooks: list[Playbook] | None = None, **options: Any) -> PlaybookEngine:
+    queue = ActionQueue(tmp_path / "actions.sqlite")
+    return PlaybookEngine(playbooks if playbooks is not None else load_playbooks(PLAYBOOKS), queue,
+                          RunLedger(tmp_path / "playbook-runs.sqlite"), **options)
+
+
+def callback(planner: PlaybookEngine, payload: dict[str, Any], key: str, kind: str = "elastic") -> Job:
+    planner.queue.enqueue(key, "playbooks.plan", {"source": "kibana", "kind": kind, "payload": payload})
+    [job] = [job for job in planner.queue.jobs() if job.idempotency_key == key]
+    return job
+
+
+def test_the_shipped_playbooks_are_valid() -> None:
+    names = {playbook.name for playbook in load_playbooks(PLAYBOOKS)}
+    assert names == {"cert-expiring-notify-owner", "cert-expiring-ticket", "critical-exposure-page",
+                     "high-finding-ticket", "routine-daily-digest"}
+
+
+def test_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: broken\ntrigger:\n  rules: [cert.*]\n  min_severity: severe\n"
+                      "steps:\n  - action: notify.email\n    params: {to: '{{ unclosed'}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_playbook(broken)
+    message = str(raised.value)
+    assert f"{broken}:4: trigger.min_severity" in message
+    assert f"{broken}:7: steps.0.params" in message and "template" in message
+
+
+def test_a_critical_exposure_pages_and_files_a_ticket_with_the_findings_fields(tmp_path: Path) -> None:
+    planner = engine(tmp_path)
+    planned = planner.plan_callback(callback(planner, exposure_alert(), "cb-1"), MONDAY_NOON)
+    by_action = {step.action: step for step in planned if step.playbook == "critical-exposure-page"}
+    assert set(by_action) == {"notify.pagerduty", "ticket.jira"}
+    assert by_action["notify.pagerduty"].params["dedup_key"] == FINGERPRINT
+    assert by_action["ticket.jira"].params["summary"] == \
+        "Critical exposure: exposure.git_directory on shop.example.test"
+    assert all(step.decision is Decision.QUEUED for step in planned)
+    queued = {job.action for job in planner.queue.jobs() if job.action != "playbooks.plan"}
+    assert queued == {"notify.pagerduty", "ticket.jira"}  # and high-finding-ticket's ticket, same action
+
+
+def test_a_storm_of_alerts_about_one_finding_is_one_run(tmp_path: Path) -> None:
+    planner = engine(tmp_path)
+    decisions = []
+    for n in range(300):  # every minute for five hours, as a per-alert rule without throttling fires
+        at = MONDAY_NOON + timedelta(minutes=n)
+        job = callback(planner, exposure_alert(date=at.isoformat()), f"cb-{n}")
+        decisions += [step.decision for step in planner.plan_callback(job, at) if step.playbook ==
+                      "critical-exposure-page"]
+    assert decisions.count(Decision.QUEUED) == 2  # one page and one ticket
+    assert decisions.count(Decision.SKIPPED) == 2 * 299
+    assert [job.action for job in planner.queue.jobs()].count("notify.pagerduty") == 1
+
+
+def test_a_replanned_callback_after_a_crash_neither_loses_nor_repeats_steps(tmp_path: Path) -> None:
+    planner = engine(tmp_path)
+    job = callback(planner, exposure_alert(), "cb-crash")
+    first = planner.plan_callback(job, MONDAY_NOON)
+    again = planner.plan_callback(job, MONDAY_NOON + timedelta(minutes=1))  # the plan job re-run
+    assert [s.decision for s in again] == [s.decision for s in first]  # not "skipped: cooldown"
+    assert [j.action for j in planner.queue.jobs()].count("notify.pagerduty") == 1
+
+
+def test_splunk_rows_compare_as_numbers_and_dry_run_executes_nothing(tmp_path: Path) -> None:
+    [playbook] = [p for p in load_playbooks(PLAYBOOKS) if p.name == "cert-expiring-ticket"]
+    dry = playbook.model_copy(update={"mode": Mode.DRY_RUN})
+    planner = engine(tmp_path, [dry])
+    rows = [{"rule.id": "cert.expiring_soon", "postern.severity": "medium", "postern.fingerprint": fingerprint,
+             "postern.asset.id": "api.example.test", "postern.certificate.days_left": days, "message": "soon"}
+            for fingerprint, days in (("a1" * 16, "9"), ("b2" * 16, "30"))]  # Splunk: every value a string
+    payload = {"sid": "sid-1", "search_name": None, "app": "TA-postern", "owner": "nobody",
+               "results_link": "https://splunk.test", "results": rows}
+    planned = planner.plan_callback(callback(planner, payload, "cb-s", kind="splunk"), MONDAY_NOON)
+    assert [(step.fingerprint, step.decision) for step in planned] == [("a1" * 16, Decision.DRY_RUN)]
+    assert [job.action for job in planner.queue.jobs()] == ["playbooks.plan"]
+
+
+def test_the_kill_switch_window_and_allowed_targets_skip_with_their_reason(tmp_path: Path) -> None:
+    [page] = [p for p in load_playbooks(PLAYBOOKS) if p.name == "critical-exposure-page"]
+    document = page.model_dump()
+    document["guardrails"] |= {"window": {"days": ["mon"], "start": "08:00", "end": "18:00"},
+                               "allowed_targets": ["*.example.test"]}
+    office_hours = Playbook.model_validate(document)
+    killed = engine(tmp_path / "killed", [office_hours], killed=lambda: True)
+    planner = engine(tmp_path / "live", [office_hours])
+    reasons = {
+        "kill": killed.plan_callback(callback(killed, exposure_alert(), "k"), MONDAY_NOON)[0].reason,
+        "night": planner.plan_callback(callback(planner, exposure_alert(), "n"), MONDAY_NOON + timedelta(hours=10))[0]
+        .reason,
+    }
+    stranger = exposure_alert()
+    stranger["alerts"][0]["postern"]["asset"]["id"] = "partner.other.test"
+    reasons["target"] = planner.plan_callback(callback(planner, stranger, "t"), MONDAY_NOON)[0].reason
+    assert reasons == {"kill": "the global kill switch is on", "night": "outside the playbook's time window",
+                       "target": "asset 'partner.other.test' is not among the playbook's allowed targets"}
+
+
+def test_templates_cannot_reach_outside_the_finding(tmp_path: Path) -> None:
+    hostile = Playbook.model_validate({
+        "name": "hostile", "trigger": {"rules": ["*"]},
+        "steps": [{"action": "notify.email", "params": {"to": "{{ field.__globals__ }}"}}]})
+    planner = engine(tmp_path, [hostile])
+    [step] = planner.plan_callback(callback(planner, exposure_alert(), "h"), MONDAY_NOON)
+    assert step.decision is Decision.SKIPPED and "template error" in step.reason
