@@ -46,7 +46,7 @@ def _global(
 
 
 def _register() -> None:
-    from connector.cli import admin, delivery, run, scan, siem  # noqa: F401, PLC0415  (importing registers them)
+    from connector.cli import admin, delivery, respond, run, scan, siem  # noqa: F401, PLC0415  (importing registers them)
 
 
 def main() -> None:

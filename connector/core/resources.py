@@ -16,3 +16,7 @@ def _data_dir(name: str) -> Path:
 
 def mappings_dir() -> Path:
     return _data_dir("mappings")
+
+
+def playbooks_dir() -> Path:
+    return _data_dir("playbooks")

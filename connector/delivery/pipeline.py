@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.core import metrics
+from connector.core.audit import AuditRecord
 from connector.core.catalog import Catalog
 from connector.core.model import Asset, Finding, Status, normalise_host
 from connector.delivery.shipping import Shipping
@@ -18,6 +19,7 @@ from connector.delivery.sinks import build_sink
 from connector.delivery.sinks.base import Sink, SinkSettings
 from connector.delivery.spool import Spool, SpoolConfig
 from connector.normalise import Normaliser
+from connector.normalise.audit import audit_spool_event
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,8 @@ OVERFLOW_RULE = "connector.spool_overflow"
 
 
 class Pipeline:
-    """Implements core.events.Publisher: what the collector and the SOAR half publish through."""
+    """Implements core.events.Publisher and core.audit.Auditor: what the collector and the SOAR half publish
+    through, into one spool."""
 
     def __init__(
         self,
@@ -63,6 +66,18 @@ class Pipeline:
         metrics.EVENTS_SPOOLED.inc(len(events))
         for finding in findings:
             metrics.FINDINGS.labels(finding.status.value).inc()
+        if dropped:
+            self._report_overflow(dropped)
+
+    def audit(self, records: list[AuditRecord]) -> None:
+        """Commit the SOAR half's audit records like findings: durable on return, or SpoolError."""
+        if not self.sinks or not records:
+            return
+        connector = self.normaliser.contexts.connector
+        events = [audit_spool_event(record, connector, self.formats) for record in records]
+        dropped = self.spool.append(events, timeout=self.spool_config.block_timeout.total_seconds(),
+                                    stop=self.stopping)
+        metrics.EVENTS_SPOOLED.inc(len(events))
         if dropped:
             self._report_overflow(dropped)
 

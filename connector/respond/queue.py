@@ -20,7 +20,7 @@ import json
 import random
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -132,14 +132,15 @@ class ActionQueue:
             ).rowcount
         return bool(inserted)
 
-    def claim(self, worker: str) -> Job | None:
-        """The oldest due job, leased to ``worker``; a running job whose lease has expired is due again."""
+    def claim(self, worker: str, actions: Sequence[str] | None = None) -> Job | None:
+        """The oldest due job (of ``actions``, if given), leased to ``worker``; an expired lease is due again."""
         now = self._now()
+        only = f" AND action IN ({','.join('?' * len(actions))})" if actions else ""
         with self._transaction() as db:
             row = db.execute(
-                "SELECT id FROM jobs WHERE (state = ? AND not_before <= ?) OR (state = ? AND lease_until <= ?) "
-                "ORDER BY not_before, id LIMIT 1",
-                (JobState.PENDING, now, JobState.RUNNING, now),
+                "SELECT id FROM jobs WHERE ((state = ? AND not_before <= ?) OR (state = ? AND lease_until <= ?))"
+                f"{only} ORDER BY not_before, id LIMIT 1",
+                (JobState.PENDING, now, JobState.RUNNING, now, *(actions or ())),
             ).fetchone()
             if row is None:
                 return None

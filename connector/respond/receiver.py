@@ -35,8 +35,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from connector.core.audit import Auditor, AuditRecord, Outcome
 from connector.core.clock import utc_now
-from connector.core.errors import format_validation_error
+from connector.core.errors import ConnectorError, format_validation_error
 from connector.respond.callbacks import (
     ActionRequest,
     Feedback,
@@ -50,22 +51,6 @@ from connector.respond.settings import AuthMethod, RespondConfig, SourceConfig, 
 log = logging.getLogger(__name__)
 
 PLAN_ACTION = "playbooks.plan"  # the job the receiver leaves for the playbook engine
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    """One callback's outcome, for the SIEM (``event.action`` callback-accepted / -duplicate / -rejected)."""
-
-    action: str
-    status: int
-    reason: str
-    endpoint: str
-    source: str | None
-    client: str | None
-    dedup_key: str | None = None
-
-
-Audit = Callable[[AuditRecord], None]
 
 
 class Rejected(Exception):
@@ -117,9 +102,9 @@ class _TokenBucket:
         return (1 - self.tokens) / self.rate
 
 
-def build_app(config: RespondConfig, queue: ActionQueue, audit: Audit,
+def build_app(config: RespondConfig, queue: ActionQueue, auditor: Auditor,
               clock: Callable[[], float] = time.monotonic) -> Starlette:
-    receiver = _Receiver(config, queue, audit, clock)
+    receiver = _Receiver(config, queue, auditor, clock)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -140,10 +125,11 @@ def build_app(config: RespondConfig, queue: ActionQueue, audit: Audit,
 
 
 class _Receiver:
-    def __init__(self, config: RespondConfig, queue: ActionQueue, audit: Audit, clock: Callable[[], float]) -> None:
+    def __init__(self, config: RespondConfig, queue: ActionQueue, auditor: Auditor,
+                 clock: Callable[[], float]) -> None:
         self.config = config
         self.queue = queue
-        self.audit = audit
+        self.auditor = auditor
         self.buckets = {source.name: _TokenBucket(source.rate_limit, clock) for source in config.sources}
 
     def handler(self, endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
@@ -153,14 +139,16 @@ class _Receiver:
             try:
                 job_key, dedup_key, fresh = await self._accept(request, endpoint, identified)
             except Rejected as rejected:
-                source = identified[0].name if identified else None
-                self.audit(AuditRecord("callback-rejected", rejected.status, rejected.reason, endpoint.path, source,
-                                       client))
+                details = {"endpoint": endpoint.path, "status": rejected.status, "client": client,
+                           "source": identified[0].name if identified else None}
+                await self._audit(AuditRecord("callback-rejected", Outcome.FAILURE, rejected.reason, details))
                 log.warning("callback to %s rejected (%d): %s", endpoint.path, rejected.status, rejected.reason)
                 return JSONResponse({"error": rejected.reason}, rejected.status, headers=rejected.headers)
             status, action, outcome = (202, "callback-accepted", "accepted") if fresh else \
                 (200, "callback-duplicate", "duplicate")
-            self.audit(AuditRecord(action, status, outcome, endpoint.path, identified[0].name, client, dedup_key))
+            details = {"endpoint": endpoint.path, "status": status, "client": client, "source": identified[0].name,
+                       "dedup_key": dedup_key, "job": job_key}
+            await self._audit(AuditRecord(action, Outcome.SUCCESS, outcome, details))
             log.info("callback from %s %s (key %s)", identified[0].name, outcome, dedup_key)
             return JSONResponse({"status": outcome, "key": job_key}, status)
 
@@ -188,6 +176,13 @@ class _Receiver:
             log.error("callback from %s could not be queued: %s", source.name, exc)  # noqa: TRY400 - one line
             raise Rejected(503, "the action queue is unavailable; retry later", {"Retry-After": "5"}) from None
         return job_key, dedup_key, fresh
+
+    async def _audit(self, record: AuditRecord) -> None:
+        """Durable like the job; a spool that cannot take it is logged, and does not turn an answer into a 500."""
+        try:
+            await run_in_threadpool(self.auditor.audit, [record])
+        except ConnectorError as exc:  # the spool is full or failing: the callback's answer does not depend on it
+            log.error("audit record %s could not be spooled: %s", record.action, exc)  # noqa: TRY400 - one line
 
     def _within_rate(self, source: SourceConfig) -> None:
         wait = self.buckets[source.name].take()

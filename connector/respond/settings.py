@@ -11,6 +11,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from connector.core.units import ByteSize, Duration, Secret
+from connector.respond.queue import QueueConfig
 
 
 class SourceKind(StrEnum):
@@ -75,6 +76,10 @@ class RespondConfig(BaseModel):
     max_body: ByteSize = Field(default=1024 * 1024, ge=1024)
     read_timeout: Duration = Field(default=timedelta(seconds=10), description="to receive a whole request body")
     sources: list[SourceConfig] = Field(min_length=1)
+    playbooks: Path | None = Field(default=None, description="directory of playbook files; none: the shipped ones")
+    kill_switch: bool = Field(default=False, description="plan and audit, but run no step (also: state_dir/"
+                                                         "respond.disabled exists)")
+    queue: QueueConfig = QueueConfig()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Self:

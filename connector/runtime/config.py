@@ -19,6 +19,7 @@ from connector.core.yamlio import load_yaml
 from connector.delivery.sinks import parse_sink
 from connector.delivery.sinks.base import SinkSettings
 from connector.delivery.spool import SpoolConfig
+from connector.respond.settings import RespondConfig
 from connector.runtime.scheduler import ScheduleConfig
 from connector.scan.context import ScanSettings
 from connector.scan.engine import ConfiguredCheck, RuleOverride, build_checks
@@ -48,6 +49,7 @@ class Config(BaseModel):
     shutdown_grace: Duration = Field(default=timedelta(seconds=10), description="on SIGTERM, wait this long")
     mappings_dir: Path | None = None
     observer_name: str | None = None
+    respond: RespondConfig | None = Field(default=None, description="the SOAR callback receiver and playbooks")
 
     _sinks: list[SinkSettings] = PrivateAttr(default_factory=list)
 

@@ -91,7 +91,7 @@ def test_forged_stale_and_unsigned_callbacks_are_refused_and_audited(receiver: R
                post(receiver, "/v1/callbacks/splunk/not-the-token", SPLUNK_EXAMPLE)]
     assert [answer.status_code for answer in answers] == [401] * 5
     assert receiver.queue.jobs() == []
-    assert [(record.action, record.status) for record in receiver.audit] == [("callback-rejected", 401)] * 5
+    assert [(record.action, record.details['status']) for record in receiver.audit] == [("callback-rejected", 401)] * 5
 
 
 def test_kibana_retries_are_one_callback_and_a_wrong_token_is_refused(receiver: RunningReceiver) -> None:
@@ -117,7 +117,7 @@ def test_bodies_are_bounded_typed_and_validated(receiver: RunningReceiver) -> No
     wrong_source = post(receiver, "/v1/callbacks/elastic", SPLUNK_EXAMPLE, bearer)  # a Splunk body sent to Kibana's
     assert wrong_source.status_code == 400 and "rule: Field required" in wrong_source.json()["error"]
     assert receiver.queue.jobs() == []
-    assert {record.status for record in receiver.audit} == {413, 415, 400}
+    assert {record.details['status'] for record in receiver.audit} == {413, 415, 400}
 
 
 def test_a_body_that_never_finishes_is_cut_at_the_read_timeout(receiver: RunningReceiver) -> None:
@@ -142,7 +142,7 @@ def test_a_source_limited_to_another_network_is_refused(receiver: RunningReceive
     body = json.dumps({"fingerprint": "ab" * 16, "verdict": "false_positive", "analyst": "kim"}).encode()
     answer = post(receiver, "/v1/feedback", body, signed(SOAR_KEY, body, "msg_fb"))
     assert answer.status_code == 403 and "office" in answer.json()["error"]
-    assert receiver.audit[-1].source == "office"
+    assert receiver.audit[-1].details["source"] == "office"
 
 
 def test_health_readiness_and_the_openapi_document(receiver: RunningReceiver) -> None:

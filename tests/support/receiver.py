@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from connector.core.audit import AuditRecord
 from connector.respond.queue import ActionQueue
-from connector.respond.receiver import AuditRecord, build_app, server
+from connector.respond.receiver import build_app, server
 from connector.respond.settings import RespondConfig
 from support.waiting import wait_until
 
@@ -22,12 +23,19 @@ class RunningReceiver:
     audit: list[AuditRecord] = field(default_factory=list)
 
 
+class AuditTrail(list[AuditRecord]):
+    """An Auditor that keeps the records in memory, for tests that read them without a spool."""
+
+    def audit(self, records: list[AuditRecord]) -> None:
+        self.extend(records)
+
+
 @contextmanager
 def running_receiver(state_dir: Path, **settings: Any) -> Iterator[RunningReceiver]:
     config = RespondConfig.model_validate({"host": "127.0.0.1", "port": 0, **settings})
     queue = ActionQueue(state_dir / "actions.sqlite")
-    audit: list[AuditRecord] = []
-    uvicorn_server = server(build_app(config, queue, audit.append), config)
+    audit = AuditTrail()
+    uvicorn_server = server(build_app(config, queue, audit), config)
     thread = threading.Thread(target=uvicorn_server.run, name="receiver", daemon=True)
     thread.start()
     try:
