@@ -86,6 +86,18 @@ def jobs_retry(config: ConfigOption, job: Annotated[int, typer.Argument(help="Th
     typer.echo(f"job {job} is due again")
 
 
+@respond_app.command("approve")
+def respond_approve(config: ConfigOption,
+                    job: Annotated[int, typer.Argument(help="The id of a step awaiting approval.")]) -> None:
+    """Approve a step of a playbook in mode approve: it runs next, unless its approval has expired."""
+    loaded = _respond_config(config)
+    assert loaded.respond is not None
+    if not open_queue(loaded.respond, loaded.state_dir).approve(job, loaded.respond.approval_ttl):
+        fail(f"job {job} is not awaiting approval, or its approval expired "
+             "(see `connector respond jobs list --state awaiting_approval`)")
+    typer.echo(f"job {job} approved")
+
+
 @jobs_app.command("purge")
 def jobs_purge(config: ConfigOption,
                state: Annotated[JobState, typer.Option(help="done or dead.")] = JobState.DONE) -> None:

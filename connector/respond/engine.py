@@ -138,8 +138,8 @@ class PlaybookEngine:
             key = f"{callback}:{playbook.name}:{fingerprint}:{index}"
             approval = mode is Mode.APPROVE
             self.queue.enqueue(key, step.action, {"params": params, "playbook": playbook.name,
-                                                  "fingerprint": fingerprint, "asset": asset,
-                                                  "awaiting_approval": approval})
+                                                  "fingerprint": fingerprint, "asset": asset},
+                               awaiting_approval=approval)
             steps.append(PlannedStep(playbook.name, index, step.action, params, fingerprint, asset,
                                      Decision.AWAITING_APPROVAL if approval else Decision.QUEUED,
                                      "waits for approval" if approval else "queued", key))

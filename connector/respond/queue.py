@@ -66,6 +66,7 @@ REPLAY_WINDOW = timedelta(minutes=10)  # twice the Standard Webhooks timestamp t
 class JobState(StrEnum):
     PENDING = "pending"  # due at not_before; also a running job whose lease expired
     RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"  # a step of mode approve: runs only after `respond approve JOB`
     DONE = "done"
     DEAD = "dead"
 
@@ -120,17 +121,34 @@ class ActionQueue:
             raise ConfigError(f"action queue {path}: {exc}") from None
 
     def enqueue(self, idempotency_key: str, action: str, params: Mapping[str, Any],
-                not_before: datetime | None = None) -> bool:
+                not_before: datetime | None = None, *, awaiting_approval: bool = False) -> bool:
         """False when a job with this key exists, whatever its state: the duplicate is the sender's retry."""
         now = self._now()
         due = not_before.timestamp() if not_before else now
+        state = JobState.AWAITING_APPROVAL if awaiting_approval else JobState.PENDING
         with self._transaction() as db:
             inserted = db.execute(
                 "INSERT OR IGNORE INTO jobs (idempotency_key, action, params, state, not_before, created, updated) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (idempotency_key, action, json.dumps(dict(params), sort_keys=True), JobState.PENDING, due, now, now),
+                (idempotency_key, action, json.dumps(dict(params), sort_keys=True), state, due, now, now),
             ).rowcount
         return bool(inserted)
+
+    def approve(self, job_id: int, approval_ttl: timedelta) -> bool:
+        """Make a waiting step due now; an approval asked for longer ago than ``approval_ttl`` has expired."""
+        now = self._now()
+        with self._transaction() as db:
+            row = db.execute("SELECT created FROM jobs WHERE id = ? AND state = ?",
+                             (job_id, JobState.AWAITING_APPROVAL)).fetchone()
+            if row is None:
+                return False
+            if now - row[0] > approval_ttl.total_seconds():
+                _set_state(db, job_id, JobState.DEAD, reason="the approval expired before anyone approved",
+                           result=None, now=now)
+                return False
+            db.execute("UPDATE jobs SET state = ?, not_before = ?, updated = ? WHERE id = ?",
+                       (JobState.PENDING, now, now, job_id))
+        return True
 
     def claim(self, worker: str, actions: Sequence[str] | None = None) -> Job | None:
         """The oldest due job (of ``actions``, if given), leased to ``worker``; an expired lease is due again."""
@@ -269,3 +287,17 @@ def _job(db: sqlite3.Connection, job_id: int) -> Job:
     return Job(job_id, key, action, json.loads(params), JobState(state), attempts,
                datetime.fromtimestamp(not_before, UTC), last_error,
                json.loads(result) if result is not None else None)
+
+
+class JobEffects:
+    """One job's effects journal (actions.base.Effects), backed by the queue file."""
+
+    def __init__(self, queue: ActionQueue, job_id: int) -> None:
+        self._queue = queue
+        self._job_id = job_id
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        return self._queue.effects(self._job_id).get(name)
+
+    def record(self, name: str, value: Mapping[str, Any]) -> None:
+        self._queue.record_effect(self._job_id, name, value)

@@ -6,11 +6,13 @@ import ipaddress
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from connector.core.errors import ConfigError
 from connector.core.units import ByteSize, Duration, Secret
+from connector.respond.actions import build_actions
 from connector.respond.queue import QueueConfig
 
 
@@ -80,6 +82,17 @@ class RespondConfig(BaseModel):
     kill_switch: bool = Field(default=False, description="plan and audit, but run no step (also: state_dir/"
                                                          "respond.disabled exists)")
     queue: QueueConfig = QueueConfig()
+    actions: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                               description="settings per action (notify.email: {host: ...})")
+    approval_ttl: Duration = Field(default=timedelta(hours=24), description="how long a step waits for approval")
+
+    @model_validator(mode="after")
+    def _actions_valid(self) -> Self:
+        try:
+            build_actions(self.actions)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None  # names respond.actions.<name>: <field>
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> Self:

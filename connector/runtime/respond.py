@@ -1,8 +1,8 @@
-"""The SOAR half, wired: receiver -> action queue -> playbook engine -> step jobs, audited through the pipeline.
+"""The SOAR half, wired: receiver -> action queue -> playbook engine -> step jobs -> actions, all audited.
 
-One process hosts the receiver (uvicorn, on the event loop) and the planner (a thread claiming ``playbooks.plan``
-jobs). Step jobs wait in the queue for their action's worker; an action with no worker yet stays pending and
-visible in ``connector respond jobs list``, never dropped.
+One process hosts the receiver (uvicorn, on the event loop), the planner (a thread claiming ``playbooks.plan``
+jobs) and one worker thread per configured action. A step whose action is not configured stays pending and
+visible in ``connector respond jobs list``, never dropped; configuring the action later runs it.
 """
 
 from __future__ import annotations
@@ -10,14 +10,17 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 from connector.core.audit import Auditor, AuditRecord, Outcome
 from connector.core.clock import utc_now
 from connector.core.errors import ConnectorError
 from connector.core.resources import playbooks_dir
+from connector.respond.actions import build_actions
+from connector.respond.actions.base import Action, ActionError
 from connector.respond.engine import Decision, PlannedStep, PlaybookEngine, RunLedger
 from connector.respond.playbooks import load_playbooks
-from connector.respond.queue import ActionQueue, Job
+from connector.respond.queue import ActionQueue, Job, JobEffects
 from connector.respond.receiver import PLAN_ACTION, build_app, server
 from connector.respond.settings import RespondConfig
 
@@ -41,18 +44,54 @@ class Responder:
         self.engine = PlaybookEngine(load_playbooks(config.playbooks or playbooks_dir()), self.queue,
                                      RunLedger(state_dir / "playbook-runs.sqlite"),
                                      killed=lambda: config.kill_switch or kill_file.exists())
+        self.actions = build_actions(config.actions)
         self.server = server(build_app(config, self.queue, auditor), config)
         self._stopping = threading.Event()
 
     def serve(self) -> None:
-        """Until SIGTERM or SIGINT (uvicorn handles both); the planner stops with the receiver."""
-        planner = threading.Thread(target=self._plan_forever, name="planner", daemon=True)
-        planner.start()
+        """Until SIGTERM or SIGINT (uvicorn handles both); the planner and workers stop with the receiver."""
+        threads = [threading.Thread(target=self._plan_forever, name="planner", daemon=True)]
+        threads += [threading.Thread(target=self._work_forever, args=(name,), name=f"action:{name}", daemon=True)
+                    for name in self.actions]
+        for thread in threads:
+            thread.start()
         try:
             self.server.run()
         finally:
             self._stopping.set()
-            planner.join(10)
+            for thread in threads:
+                thread.join(10)
+
+    def run_pending(self, name: str) -> int:
+        """Run every due job of action ``name`` now; the number run (succeeded or not)."""
+        action = self.actions[name]
+        ran = 0
+        while (job := self.queue.claim(f"action:{name}", [name])) is not None:
+            self._run(action, job)
+            ran += 1
+        return ran
+
+    def _work_forever(self, name: str) -> None:
+        while not self._stopping.is_set():
+            if not self.run_pending(name):
+                self._stopping.wait(0.2)
+
+    def _run(self, action: Action[Any], job: Job) -> None:
+        details = {"job": job.idempotency_key, "action": job.action, "attempt": job.attempts,
+                   "playbook": job.params.get("playbook"), "fingerprint": job.params.get("fingerprint"),
+                   "asset": job.params.get("asset")}
+        try:
+            result = action.execute(job.params.get("params", {}), JobEffects(self.queue, job.id))
+        except ActionError as exc:
+            retrying = self.queue.fail(job.id, str(exc), exc.retry_after, permanent=exc.permanent)
+            outcome = "will retry" if retrying else "dead letter: `connector respond jobs retry`"
+            self.auditor.audit([AuditRecord("playbook-step-failed", Outcome.FAILURE, f"{exc} ({outcome})",
+                                            details)])
+            log.warning("step %s failed (%s): %s", job.idempotency_key, outcome, exc)
+            return
+        self.queue.complete(job.id, result)
+        self.auditor.audit([AuditRecord("playbook-step-succeeded", Outcome.SUCCESS, "done",
+                                        {**details, "result": result})])
 
     def plan_pending(self) -> int:
         """Plan every queued callback now; the number planned."""

@@ -131,3 +131,17 @@ def test_an_unwritable_queue_is_a_config_error(tmp_path: Path) -> None:
     blocker.write_text("a file where the state directory should be")
     with pytest.raises(ConfigError, match="action queue"):
         ActionQueue(blocker / "actions.sqlite")
+
+
+def test_a_step_waiting_for_approval_runs_only_once_approved_and_not_after_its_ttl(tmp_path: Path) -> None:
+    clock = Clock()
+    jobs = queue(tmp_path, clock)
+    jobs.enqueue("page", "notify.pagerduty", {}, awaiting_approval=True)
+    jobs.enqueue("ticket", "ticket.jira", {}, awaiting_approval=True)
+    assert jobs.claim("w") is None  # waiting for a person
+    page, ticket = jobs.jobs()
+    assert jobs.approve(page.id, timedelta(hours=24))
+    assert (claimed := jobs.claim("w")) is not None and claimed.idempotency_key == "page"
+    clock.advance(hours=25)
+    assert not jobs.approve(ticket.id, timedelta(hours=24))
+    assert [j.last_error for j in jobs.jobs(JobState.DEAD)] == ["the approval expired before anyone approved"]
