@@ -17,12 +17,13 @@ from connector.core.clock import utc_now
 from connector.core.errors import ConnectorError
 from connector.core.resources import playbooks_dir
 from connector.respond.actions import build_actions
-from connector.respond.actions.base import Action, ActionError
+from connector.respond.actions.base import Action, ActionError, StepContext
 from connector.respond.engine import Decision, PlannedStep, PlaybookEngine, RunLedger
 from connector.respond.playbooks import load_playbooks
 from connector.respond.queue import ActionQueue, Job, JobEffects
 from connector.respond.receiver import PLAN_ACTION, build_app, server
 from connector.respond.settings import RespondConfig
+from connector.respond.tickets import TicketLedger
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class Responder:
                                      RunLedger(state_dir / "playbook-runs.sqlite"),
                                      killed=lambda: config.kill_switch or kill_file.exists())
         self.actions = build_actions(config.actions)
+        self.tickets = TicketLedger(state_dir / "tickets.sqlite")
         self.server = server(build_app(config, self.queue, auditor), config)
         self._stopping = threading.Event()
 
@@ -81,7 +83,9 @@ class Responder:
                    "playbook": job.params.get("playbook"), "fingerprint": job.params.get("fingerprint"),
                    "asset": job.params.get("asset")}
         try:
-            result = action.execute(job.params.get("params", {}), JobEffects(self.queue, job.id))
+            step = StepContext(str(job.params.get("fingerprint", "")), str(job.params.get("asset", "")),
+                               job.params.get("playbook"), JobEffects(self.queue, job.id), self.tickets)
+            result = action.execute(job.params.get("params", {}), step)
         except ActionError as exc:
             retrying = self.queue.fail(job.id, str(exc), exc.retry_after, permanent=exc.permanent)
             outcome = "will retry" if retrying else "dead letter: `connector respond jobs retry`"

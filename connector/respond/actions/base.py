@@ -1,20 +1,22 @@
 """What an action is: settings, and one ``execute`` that either finishes, or says whether a retry can help.
 
 Actions do not retry, queue or deduplicate; the action queue (respond/queue.py) owns those guarantees for all of
-them. An action that creates something outside (a ticket, a page) records it with ``effects.record`` before it
-returns or fails, and reads ``effects.get`` first, so a re-run after a crash continues instead of repeating.
+them. An action that creates something outside (a ticket, a page) records it with ``step.effects.record`` before
+it returns or fails, and reads ``step.effects.get`` first, so a re-run after a crash continues instead of repeating.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from connector.core.errors import ConnectorError
+from connector.respond.tickets import TicketLedger
 
 
 class ActionSettings(BaseModel):
@@ -41,6 +43,17 @@ class Effects(Protocol):
     def record(self, name: str, value: Mapping[str, Any]) -> None: ...
 
 
+@dataclass(frozen=True)
+class StepContext:
+    """What a step acts on, and the journals that keep it from acting twice."""
+
+    fingerprint: str
+    asset: str
+    playbook: str | None
+    effects: Effects
+    tickets: TicketLedger
+
+
 class Action(ABC, Generic[SettingsT]):
     name: ClassVar[str]
     settings_model: ClassVar[type[ActionSettings]]
@@ -49,5 +62,5 @@ class Action(ABC, Generic[SettingsT]):
         self.settings = settings
 
     @abstractmethod
-    def execute(self, params: Mapping[str, Any], effects: Effects) -> dict[str, Any]:
+    def execute(self, params: Mapping[str, Any], step: StepContext) -> dict[str, Any]:
         """Do the step; the result is audited. Raise ActionError on failure."""

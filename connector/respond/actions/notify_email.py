@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import Field
 
 from connector.core.units import Duration, Secret
-from connector.respond.actions.base import Action, ActionError, ActionSettings, Effects
+from connector.respond.actions.base import Action, ActionError, ActionSettings, StepContext
 
 
 class Security(StrEnum):
@@ -44,8 +44,8 @@ class EmailAction(Action[EmailSettings]):
     name = "notify.email"
     settings_model = EmailSettings
 
-    def execute(self, params: Mapping[str, Any], effects: Effects) -> dict[str, Any]:
-        sent = effects.get("sent")
+    def execute(self, params: Mapping[str, Any], step: StepContext) -> dict[str, Any]:
+        sent = step.effects.get("sent")
         if sent is not None:
             return {"message_id": sent["message_id"], "resumed": True}
         recipients = _recipients(params.get("to"))
@@ -56,7 +56,7 @@ class EmailAction(Action[EmailSettings]):
         message["Message-ID"] = make_msgid(domain=self.settings.sender.rpartition("@")[2] or None)
         message.set_content(str(params.get("body") or ""))
         self._send(message, recipients)
-        effects.record("sent", {"message_id": message["Message-ID"], "to": recipients})
+        step.effects.record("sent", {"message_id": message["Message-ID"], "to": recipients})
         return {"message_id": message["Message-ID"], "to": recipients}
 
     def _send(self, message: EmailMessage, recipients: list[str]) -> None:
