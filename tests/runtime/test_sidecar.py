@@ -124,13 +124,16 @@ def test_sigterm_during_a_hung_scan_leaves_the_slot_to_rerun_with_the_same_ids(p
         document = yaml.safe_load(config.read_text())
         document["scan"]["connect_timeout"] = 30
         config.write_text(yaml.safe_dump(document))
-        with connector_process("run", "-c", str(config), stderr=subprocess.PIPE) as process:
+        with connector_process("--log-json", "run", "-c", str(config), stderr=subprocess.PIPE) as process:
             wait_until(lambda: len(read_events(events)) > 0, timeout=20)
             started = time.monotonic()
             process.send_signal(signal.SIGTERM)
-            process.communicate(timeout=15)
+            _, stderr = process.communicate(timeout=15)
         assert process.returncode == 0 and time.monotonic() - started < 10
         assert {e["resource"]["id"] for e in read_events(events)} == {"ok.test"}
+        logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+        assert [(entry["message"], entry["asset"]) for entry in logged if entry["message"].startswith("asset not")] \
+            == [("asset not scanned to the end; its slot runs again", "hung.test")]
         state = subprocess.run(
             [sys.executable, "-c", "import sqlite3,sys; db=sqlite3.connect(sys.argv[1]); "
              "print(dict(db.execute('select asset_id, completed from schedule')))",
@@ -156,6 +159,7 @@ def test_metrics_endpoint_counts_what_the_sidecar_did(pki: Pki, tmp_path: Path) 
     spooled = float(samples["connector_events_spooled_total"])
     assert spooled == len(read_events(events))
     assert 'connector_findings_total{status="pass"}' in text
+    assert float(samples["connector_assets_unfinished_total"]) == 0
 
 def test_a_second_process_on_the_same_state_directory_refuses_to_start(pki: Pki, tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
