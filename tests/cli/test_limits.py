@@ -5,34 +5,18 @@ from __future__ import annotations
 
 import json
 import resource
-import socket
 import subprocess
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 
 from support.cli import COMMAND, connector
-from support.web import closed_port
+from support.web import closed_port, listening
 
 DESCRIPTOR_LIMIT = 64
 ASSETS = 4
 OPEN_PORTS = 40  # 4 x 40 = 160 connections wanted at once, far beyond 64 descriptors
-
-
-@contextmanager
-def listening(count: int) -> Iterator[list[int]]:
-    """Ports on 127.0.0.1 whose handshakes the kernel completes (the backlog), never answered: open and silent."""
-    with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            listener = stack.enter_context(socket.socket())
-            listener.bind(("127.0.0.1", 0))
-            listener.listen(128)
-            ports.append(listener.getsockname()[1])
-        yield ports
 
 
 def _low_descriptor_limit() -> None:
