@@ -16,6 +16,7 @@ from rich.markup import escape
 from connector import __version__
 from connector.cli._common import console_err, fail
 from connector.core.errors import ConnectorError
+from connector.core.limits import raise_open_files_limit
 from connector.core.logsetup import configure
 
 app = typer.Typer(
@@ -51,6 +52,7 @@ def _register() -> None:
 
 def main() -> None:
     _register()
+    raise_open_files_limit()  # probes budget their sockets below this limit: the higher, the more run at once
     try:
         app()
     except ConnectorError as exc:

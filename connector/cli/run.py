@@ -21,18 +21,20 @@ from connector.runtime.state import StateStore
 def run_command(
     config: Annotated[Path, typer.Option("--config", "-c", help="The YAML configuration.")],
     once: Annotated[bool, typer.Option(help="Scan every asset once now, deliver, then exit (for cron or a first "
-                                            "test). Exit code 3 if some events were not delivered.")] = False,
+                                            "test). Exit code 3 if some events were not delivered or an asset "
+                                            "could not be scanned to the end.")] = False,
     ship_timeout: Annotated[float, typer.Option(help="With --once: seconds to wait for delivery.")] = 120.0,
 ) -> None:
     """Run as a long-lived collector: scan assets on their schedule until SIGTERM."""
     loaded = load_config(config)
     catalog, normaliser = load_catalog_and_normaliser(loaded.mappings_dir, loaded.observer_name)
+    state = StateStore(loaded.state_dir / "state.sqlite")  # first: a second process stops here, holding nothing
     if loaded.metrics_port:
         try:
             start_http_server(loaded.metrics_port, addr=loaded.metrics_address)
         except OSError as exc:
+            state.close()
             raise ConfigError(f"metrics_port {loaded.metrics_port}: {exc.strerror or exc}") from None
-    state = StateStore(loaded.state_dir / "state.sqlite")
     sidecar = Sidecar(loaded, catalog, normaliser, state)
 
     async def main() -> None:
@@ -45,6 +47,7 @@ def run_command(
         asyncio.run(main())
         if once and sidecar.pipeline.sinks:
             delivered = report_delivery(sidecar.pipeline, ship_timeout, quiet=True) and not sidecar.unspooled
+        delivered = delivered and not (once and sidecar.unfinished)
     finally:
         sidecar.close()
         state.close()

@@ -22,7 +22,7 @@ from connector.cli._common import console_err, fail, load_catalog_and_normaliser
 from connector.core.catalog import Catalog
 from connector.core.errors import format_validation_error
 from connector.core.events import encode_line
-from connector.core.model import Asset, Criticality, Finding, Severity, Status
+from connector.core.model import Asset, Criticality, Finding, Severity, Status, without_password
 from connector.delivery.pipeline import Pipeline
 from connector.normalise import Normaliser
 from connector.runtime.collector import build_pipeline, collect
@@ -58,7 +58,7 @@ def _assets_from_targets(
             if asset.host in pins:
                 asset = Asset.model_validate({**asset.model_dump(), "address": pins[asset.host]})
         except ValidationError as exc:
-            fail(f"target {target!r}: {format_validation_error(exc)}")
+            fail(f"target {without_password(target)!r}: {format_validation_error(exc)}")
         except ValueError as exc:
             fail(str(exc))
         assets.append(asset)
@@ -137,14 +137,16 @@ def scan_command(
     if state is None and loaded is not None:
         state = loaded.state_dir / "state.sqlite"
     writer = _EventWriter(normaliser, output_format, only_failed)
-    pipeline = build_pipeline(loaded, catalog, normaliser) if loaded is not None and loaded.sinks else None
     with ExitStack() as stack:
+        store = StateStore(state) if state else None  # before the spool: a second process stops here
+        if store is not None:
+            stack.callback(store.close)
+        pipeline = build_pipeline(loaded, catalog, normaliser) if loaded is not None and loaded.sinks else None
         writer.stream = _event_stream(output, loaded, stack)
         if pipeline is not None:
             pipeline.start()
         try:
-            findings = asyncio.run(_scan(plan, catalog, settings, StateStore(state) if state else None, pipeline,
-                                         writer, quiet))
+            findings = asyncio.run(_scan(plan, catalog, settings, store, pipeline, writer, quiet))
             delivered = report_delivery(pipeline, ship_timeout, quiet) if pipeline is not None else True
         finally:
             if pipeline is not None:

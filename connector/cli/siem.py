@@ -58,7 +58,7 @@ def splunk_verify(
     """Search Splunk for the events of the latest scan of each asset and compare with what was sent."""
     loaded = load_config(config)
     settings = _sink(loaded, SplunkHecSettings, sink)
-    state = StateStore(loaded.state_dir / "state.sqlite")
+    state = StateStore(loaded.state_dir / "state.sqlite", exclusive=False)  # reads while the sidecar runs
     expected = state.latest_scans()
     state.close()
     wanted = {scan: expected.get(scan, 0) for scan in scan_id} if scan_id else expected

@@ -22,7 +22,7 @@ class ProbeError(ConnectorError):
 
     def __init__(self, message: str, *, kind: str = "unreachable") -> None:
         super().__init__(message)
-        self.kind = kind  # dns | refused | timeout | tls | protocol | unreachable
+        self.kind = kind  # dns | refused | timeout | tls | protocol | unreachable | resource (ours)
 
 
 def format_validation_error(exc: ValidationError) -> str:

@@ -96,9 +96,13 @@ class Asset(BaseModel):
     def _expand_url(cls, data: Any) -> Any:
         if isinstance(data, dict) and "url" in data:
             data = dict(data)
-            parts = urlsplit(str(data.pop("url")))
+            url = str(data.pop("url"))
+            parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"url must be an http(s) URL with a host, got {parts.geturl()!r}")
+                raise ValueError(f"url must be an http(s) URL with a host, got {without_password(url)!r}")
+            if "@" in parts.netloc:
+                raise ValueError(f"url {without_password(url)!r} carries credentials, which the scanner never "
+                                 "sends: remove them")
             data.setdefault("host", parts.hostname)
             if parts.scheme == "https":
                 data.setdefault("ports", [parts.port or 443])
@@ -182,6 +186,9 @@ class Asset(BaseModel):
         text = target.strip()
         if "://" in text:
             return cls.model_validate({"url": text, **overrides})
+        if "@" in text:
+            raise ValueError(f"target {without_password(text)!r} carries credentials, which the scanner never "
+                             "sends: give host, host:port or a URL without them")
         match = re.fullmatch(r"\[(?P<v6>[0-9a-fA-F:.]+)\](:(?P<port6>\d+))?|(?P<host>[^:\s]+)(:(?P<port>\d+))?", text)
         if match is None:
             try:
@@ -195,6 +202,15 @@ class Asset(BaseModel):
         if port:
             data.setdefault("ports", [int(port)])
         return cls.model_validate(data)
+
+
+# up to the last "@": passwords are not always percent-encoded, and masking too much is the safe mistake
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)?(?P<user>[^:@]*):.*@(?=[^@]*$)", re.DOTALL)
+
+
+def without_password(target: str) -> str:
+    """``user:secret@host`` -> ``user:***@host`` (with or without a scheme): targets are quoted in errors and logs."""
+    return _USERINFO.sub(lambda match: f"{match['scheme'] or ''}{match['user']}:***@", target.strip(), count=1)
 
 
 def _check_port(port: int) -> int:

@@ -96,7 +96,7 @@ class WebProbe:
         if task is None:
             task = asyncio.ensure_future(self._fetch(self.url(path), origin, follow))
             self._pages[key] = task
-        return await task
+        return await asyncio.shield(task)  # another check's timeout must not cancel the fetch under this one
 
     async def hop(self, url: str, *, origin: str | None = None) -> tuple[Fetched, bool]:
         """One GET of ``url``, redirects not followed, and whether its certificate verified (HTTPS with a bad
@@ -106,7 +106,13 @@ class WebProbe:
         if task is None:
             task = asyncio.ensure_future(self._get(url, {"Origin": origin} if origin else None))
             self._hops[key] = task
-        return await task
+        return await asyncio.shield(task)
+
+    def cancel_pending(self) -> None:
+        """Stop fetches nobody waits for any more (their checks timed out), once the asset's checks are done."""
+        for task in [*self._pages.values(), *self._hops.values()]:
+            if not task.done():
+                task.cancel()
 
     async def _fetch(self, url: str, origin: str | None, follow: bool) -> Page:
         redirects: list[str] = []

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from connector.core.catalog import Catalog
 from connector.core.clock import utc_now
+from connector.core.metrics import ASSETS_UNFINISHED
 from connector.core.model import Asset
 from connector.normalise import Normaliser
 from connector.runtime.collector import build_pipeline, collect
@@ -49,6 +50,7 @@ class Sidecar:
         self.started_at = clock()
         self.scans_completed = 0
         self.unspooled = 0  # assets whose findings could not be spooled; their slots run again
+        self.unfinished = 0  # assets whose scan was cut short (stop, crash); their slots run again
 
     def due(self, now: datetime) -> tuple[dict[Asset, datetime], datetime | None]:
         """Assets due now with their slots, and the earliest future slot."""
@@ -74,13 +76,13 @@ class Sidecar:
                 upcoming = None
             else:
                 due, upcoming = self.due(now)
-            failures_before = self.unspooled
+            failures_before = self.unspooled + self.unfinished
             if due:
                 await self._scan(due, stop)
             if once:
                 break
             wait = MAX_SLEEP
-            if upcoming is not None and self.unspooled == failures_before:
+            if upcoming is not None and self.unspooled + self.unfinished == failures_before:
                 wait = min(MAX_SLEEP, max(0.5, (upcoming - self.clock()).total_seconds()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=wait)
@@ -90,7 +92,8 @@ class Sidecar:
         """Scan the due assets; on stop, give in-flight assets ``shutdown_grace`` to finish, then cancel them."""
         for asset, slot in due.items():
             self.state.record_slot(asset.id, slot, completed=False)
-        consumer = asyncio.create_task(self._consume(due))
+        finished: set[str] = set()
+        consumer = asyncio.create_task(self._consume(due, finished))
         stopper = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -103,10 +106,21 @@ class Sidecar:
                     consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await consumer
+        except Exception:
+            # a scan that crashed must not stop the collector: what it did not finish is logged and runs again
+            log.exception("scan failed", extra={"assets": len(due) - len(finished)})
         finally:
             stopper.cancel()
+            self._count_unfinished(due, finished)
 
-    async def _consume(self, due: dict[Asset, datetime]) -> None:
+    def _count_unfinished(self, due: dict[Asset, datetime], finished: set[str]) -> None:
+        unfinished = sorted(asset.id for asset in due if asset.id not in finished)
+        for asset_id in unfinished:
+            log.warning("asset not scanned to the end; its slot runs again", extra={"asset": asset_id})
+        self.unfinished += len(unfinished)
+        ASSETS_UNFINISHED.inc(len(unfinished))
+
+    async def _consume(self, due: dict[Asset, datetime], finished: set[str]) -> None:
         ctx = ScanContext(self.config.scan, now=self.clock())
         plan = ScanPlan(list(due), self.checks, self.overrides)
         runs = collect(plan, self.catalog, ctx, scan_id=lambda asset: scan_id(asset, due[asset]), state=self.state,
@@ -115,12 +129,14 @@ class Sidecar:
             async for run in runs:
                 asset = run.report.asset
                 if run.not_spooled is not None:
+                    finished.add(asset.id)  # counted as unspooled, not as unfinished
                     self.unspooled += 1
                     log.error("findings not spooled; the asset is scanned again later: %s", run.not_spooled,
                               extra={"asset": asset.id})
                     continue
                 # durable in the spool before the slot is marked done: a crash re-runs the slot, never loses it
                 self.state.record_slot(asset.id, due[asset], completed=True)
+                finished.add(asset.id)
                 self.scans_completed += 1
                 failing = sum(1 for finding in run.report.findings if finding.status.value == "fail")
                 log.info("asset scanned", extra={"asset": asset.id, "findings": len(run.report.findings),

@@ -12,6 +12,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from connector.core.clock import utc_now
+from connector.core.limits import socket_budget
 from connector.core.model import Asset
 from connector.probes.dns import DnsClient, ResolverSettings
 from connector.probes.endpoint import Endpoint
@@ -48,6 +49,8 @@ class ScanContext:
         self._http: HttpFetcher | None = None
         self._dns: DnsClient | None = None
         self.released_tls_connections = 0
+        # one budget for every probe socket of the scan, below the descriptor limit: see core.limits
+        self.sockets = asyncio.Semaphore(socket_budget())
 
     def shared(self, kind: str, key: tuple[Any, ...], factory: Callable[[], SharedT]) -> SharedT:
         """One instance per (kind, key) for the scan, so checks reuse each other's observations.
@@ -63,7 +66,8 @@ class ScanContext:
     def tls_prober(self, asset: Asset, endpoint: Endpoint) -> TlsProber:
         return self.shared(
             "tls", (asset.id, endpoint),
-            lambda: TlsProber(endpoint, self.settings.connect_timeout, self.settings.connections_per_host),
+            lambda: TlsProber(endpoint, self.settings.connect_timeout, self.settings.connections_per_host,
+                              sockets=self.sockets),
         )
 
     @property
@@ -101,7 +105,8 @@ class ScanContext:
             value = self._shared.pop(slot)
             if isinstance(value, TlsProber):
                 self.released_tls_connections += value.connections
-                value.cancel_pending()
+            if isinstance(value, TlsProber | WebProbe):
+                value.cancel_pending()  # shared fetches outlive a timed-out check, never their asset
 
     def tls_connections(self) -> int:
         """TLS connections opened so far in this scan (for benchmarks and the connection budget)."""
@@ -112,6 +117,6 @@ class ScanContext:
         if self._http is not None:
             await self._http.aclose()
         for value in self._shared.values():
-            if isinstance(value, TlsProber):
+            if isinstance(value, TlsProber | WebProbe):
                 value.cancel_pending()
         await asyncio.sleep(0)

@@ -104,9 +104,17 @@ async def _run_job(
             observation = await check.observe(target, ctx, configured.settings)
         outcome = check.judge(target, observation, configured.settings, ctx.now)
     except ProbeError as exc:
-        return [_error(check.name, str(exc), "unreachable")], {}
+        return [_error(check.name, str(exc), "resource" if exc.kind == "resource" else "unreachable")], {}
     except TimeoutError:
         return [_error(check.name, f"{target}: check {check.name} did not finish within {timeout:g}s", "timeout")], {}
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # the scan itself is being stopped: let it stop
+        # something this check awaited was cancelled under it: the check failed, the scan goes on
+        log.exception("check %s on %s was cancelled from outside", check.name, target)
+        return [_error(check.name, f"{target}: check {check.name} was interrupted (a probe it waited for was "
+                                   "cancelled)", "cancelled")], {}
     except Exception as exc:
         log.exception("check %s failed on %s", check.name, target)
         return [_error(check.name, f"{target}: internal error in check {check.name}: {exc!r}", "internal")], {}

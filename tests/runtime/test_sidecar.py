@@ -1,4 +1,5 @@
-"""The sidecar: schedules by criticality with stable jitter, writes events durably, stops cleanly on SIGTERM."""
+"""The sidecar: schedules by criticality with stable jitter, writes events durably, stops cleanly on SIGTERM, and
+runs alone on its state directory."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -122,13 +124,16 @@ def test_sigterm_during_a_hung_scan_leaves_the_slot_to_rerun_with_the_same_ids(p
         document = yaml.safe_load(config.read_text())
         document["scan"]["connect_timeout"] = 30
         config.write_text(yaml.safe_dump(document))
-        with connector_process("run", "-c", str(config), stderr=subprocess.PIPE) as process:
+        with connector_process("--log-json", "run", "-c", str(config), stderr=subprocess.PIPE) as process:
             wait_until(lambda: len(read_events(events)) > 0, timeout=20)
             started = time.monotonic()
             process.send_signal(signal.SIGTERM)
-            process.communicate(timeout=15)
+            _, stderr = process.communicate(timeout=15)
         assert process.returncode == 0 and time.monotonic() - started < 10
         assert {e["resource"]["id"] for e in read_events(events)} == {"ok.test"}
+        logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+        assert [(entry["message"], entry["asset"]) for entry in logged if entry["message"].startswith("asset not")] \
+            == [("asset not scanned to the end; its slot runs again", "hung.test")]
         state = subprocess.run(
             [sys.executable, "-c", "import sqlite3,sys; db=sqlite3.connect(sys.argv[1]); "
              "print(dict(db.execute('select asset_id, completed from schedule')))",
@@ -154,3 +159,38 @@ def test_metrics_endpoint_counts_what_the_sidecar_did(pki: Pki, tmp_path: Path) 
     spooled = float(samples["connector_events_spooled_total"])
     assert spooled == len(read_events(events))
     assert 'connector_findings_total{status="pass"}' in text
+    assert float(samples["connector_assets_unfinished_total"]) == 0
+
+def test_a_second_process_on_the_same_state_directory_refuses_to_start(pki: Pki, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    with site("lock.test", pki.intermediate.issue(["lock.test"])) as hosted:
+        config = write_config(tmp_path / "config.yaml", pki, [hosted.asset], events)
+        with connector_process("run", "-c", str(config), stderr=subprocess.DEVNULL) as first:
+            wait_until(lambda: len(read_events(events)) > 0, timeout=30)
+            second_run = connector("run", "-c", str(config), "--once", timeout=60)
+            second_scan = connector("scan", "-c", str(config), "-q", "-o", str(tmp_path / "out.jsonl"), timeout=60)
+            assert first.poll() is None, "the first process keeps running"
+    state_dir = tmp_path / "state"
+    for second in (second_run, second_scan):
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.startswith("error: ") and second.stderr.count("error") == 1  # one message (wrapped)
+        assert "Traceback" not in second.stderr
+        assert f"state directory {state_dir} is in use by another connector process (pid {first.pid})" \
+            in " ".join(second.stderr.split())
+    written = read_events(events)
+    per_rule = Counter((event["rule"]["id"], event["postern"].get("subject")) for event in written)
+    assert written and max(per_rule.values()) == 1, "each finding of the one scan is written once"
+    assert not (tmp_path / "out.jsonl").exists() or not (tmp_path / "out.jsonl").read_text()
+
+
+def test_the_lock_goes_with_the_process(pki: Pki, tmp_path: Path) -> None:
+    """A killed connector leaves a lock file behind, but no lock: the next start must not be refused."""
+    events = tmp_path / "events.jsonl"
+    with site("relock.test", pki.intermediate.issue(["relock.test"])) as hosted:
+        config = write_config(tmp_path / "config.yaml", pki, [hosted.asset], events)
+        with connector_process("run", "-c", str(config), stderr=subprocess.DEVNULL) as first:
+            wait_until(lambda: len(read_events(events)) > 0, timeout=30)
+            first.kill()
+            first.wait(10)
+        done = connector("run", "-c", str(config), "--once", timeout=60)
+    assert done.returncode == 0, done.stderr

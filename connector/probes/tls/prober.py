@@ -61,6 +61,7 @@ class TlsProber:
     _resolve_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _gate: asyncio.Semaphore | None = None
     _handshake: asyncio.Task[Handshake] | None = None
+    sockets: asyncio.Semaphore | None = None  # the scan's socket budget, shared with every other probe
 
     async def hello(self, version: TlsVersion, suites: tuple[int, ...] | None = None) -> HelloAnswer:
         """Offer ``suites`` (default: every offerable suite for ``version``) and report what the server chose."""
@@ -71,12 +72,12 @@ class TlsProber:
         if task is None:
             task = asyncio.ensure_future(self._ask(version, suites))
             self._answers[key] = task
-        return await task
+        return await asyncio.shield(task)  # another check's timeout must not cancel the probe under this one
 
     async def full_handshake(self) -> Handshake:
         if self._handshake is None:
             self._handshake = asyncio.ensure_future(self._full_handshake())
-        return await self._handshake
+        return await asyncio.shield(self._handshake)
 
     async def served_chain(self) -> tuple[tuple[bytes, ...], str]:
         """The certificate chain as the server sends it, and how it was obtained.
@@ -119,7 +120,7 @@ class TlsProber:
         address = await self.address()
         if self._gate is None:
             self._gate = asyncio.Semaphore(self.parallel)
-        async with self._gate:
+        async with self._gate, self._socket():
             self.connections += 1
             try:
                 async with asyncio.timeout(self.timeout):
@@ -189,9 +190,13 @@ class TlsProber:
 
     async def _full_handshake(self) -> Handshake:
         address = await self.address()
-        self.connections += 1
-        return await asyncio.to_thread(_handshake_blocking, address, wire.sni_name(self.endpoint.host),
-                                       self.timeout, str(self.endpoint))
+        async with self._socket():
+            self.connections += 1
+            return await asyncio.to_thread(_handshake_blocking, address, wire.sni_name(self.endpoint.host),
+                                           self.timeout, str(self.endpoint))
+
+    def _socket(self) -> contextlib.AbstractAsyncContextManager[object]:
+        return self.sockets if self.sockets is not None else contextlib.nullcontext()
 
 
 def _version_label(version: TlsVersion | int) -> str:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from connector.core.errors import ProbeError
+from connector.core.limits import is_own_resource_error
 from connector.core.model import CheckOutcome, RuleResult, Severity, Status, Target
 from connector.core.resources import mappings_dir
 from connector.probes.endpoint import endpoint_of
@@ -77,7 +79,15 @@ class PortsCheck(Check[PortObservation, PortSettings]):
         address = (await endpoint_of(target, ports[0] if ports else 443).resolve(ctx.settings.connect_timeout))[0]
         gate = asyncio.Semaphore(settings.parallel)
         results = await asyncio.gather(*(
-            _probe(address, port, ctx.settings.connect_timeout, settings.banner_timeout, gate) for port in ports))
+            _probe(address, port, ctx.settings.connect_timeout, settings.banner_timeout, gate=gate, sockets=ctx.sockets)
+            for port in ports))
+        unprobed = {port: result for port, result in zip(ports, results, strict=True) if isinstance(result, OSError)}
+        if unprobed:
+            # out of descriptors or buffers here: these ports were never asked, so "not open" would be a false pass
+            first = next(iter(unprobed.values()))
+            raise ProbeError(f"{address}: {len(unprobed)} of {len(ports)} ports could not be probed: this host ran "
+                             f"out of resources ({first.strerror or first}), e.g. port {next(iter(unprobed))}",
+                             kind="resource")
         open_ports = tuple(result for result in results if isinstance(result, OpenPort))
         errors = {port: result for port, result in zip(ports, results, strict=True) if isinstance(result, str)}
         return PortObservation(ports, open_ports, errors)
@@ -107,17 +117,22 @@ class PortsCheck(Check[PortObservation, PortSettings]):
         return CheckOutcome(results, observed)
 
 
-async def _probe(address: str, port: int, connect_timeout: float, banner_timeout: float,
-                 gate: asyncio.Semaphore) -> OpenPort | str | None:
-    """OpenPort if a TCP handshake completes, None if refused, a reason if it timed out (filtered)."""
-    async with gate:
+async def _probe(address: str, port: int, connect_timeout: float, banner_timeout: float, *,
+                 gate: asyncio.Semaphore, sockets: asyncio.Semaphore) -> OpenPort | str | OSError | None:
+    """OpenPort if a TCP handshake completes, None if refused, a reason if it timed out or the network said no
+    (filtered), and the error itself when this host ran out of resources (the port was never asked)."""
+    async with gate, sockets:
         try:
             async with asyncio.timeout(connect_timeout):
                 reader, writer = await asyncio.open_connection(address, port)
         except TimeoutError:
             return "no answer (filtered)"
-        except OSError:
+        except ConnectionRefusedError:
             return None
+        except OSError as exc:
+            if is_own_resource_error(exc):
+                return exc
+            return f"no connection ({exc.strerror or exc})"
         try:
             try:
                 async with asyncio.timeout(banner_timeout):
