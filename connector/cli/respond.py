@@ -20,6 +20,7 @@ from connector.respond.queue import JobState
 from connector.runtime.collector import build_pipeline
 from connector.runtime.config import Config, load_config
 from connector.runtime.respond import Responder, open_queue
+from connector.runtime.state import StateStore
 
 respond_app = typer.Typer(help="The SOAR callback receiver, its playbooks and its action queue.",
                           no_args_is_help=False)
@@ -54,6 +55,7 @@ def respond_command(
     loaded = _respond_config(config)
     assert loaded.respond is not None
     catalog, normaliser = load_catalog_and_normaliser(loaded.mappings_dir, loaded.observer_name)
+    state = StateStore(loaded.state_dir / "state.sqlite")  # one process per state directory, as for `run`
     pipeline = build_pipeline(loaded, catalog, normaliser)
     pipeline.start()
     try:
@@ -63,6 +65,7 @@ def respond_command(
         responder.serve()
     finally:
         pipeline.stop(loaded.shutdown_grace.total_seconds())
+        state.close()
 
 
 @jobs_app.command("list")

@@ -13,6 +13,7 @@ from connector.cli import app
 from connector.cli._common import load_catalog_and_normaliser, report_delivery
 from connector.core.errors import ConfigError
 from connector.runtime.config import load_config
+from connector.runtime.respond import Responder
 from connector.runtime.sidecar import Sidecar, install_stop_signals
 from connector.runtime.state import StateStore
 
@@ -25,7 +26,8 @@ def run_command(
                                             "could not be scanned to the end.")] = False,
     ship_timeout: Annotated[float, typer.Option(help="With --once: seconds to wait for delivery.")] = 120.0,
 ) -> None:
-    """Run as a long-lived collector: scan assets on their schedule until SIGTERM."""
+    """Run as a long-lived collector: scan assets on their schedule until SIGTERM; with a respond: section, also
+    receive SIEM and SOAR callbacks and run their playbooks."""
     loaded = load_config(config)
     catalog, normaliser = load_catalog_and_normaliser(loaded.mappings_dir, loaded.observer_name)
     state = StateStore(loaded.state_dir / "state.sqlite")  # first: a second process stops here, holding nothing
@@ -36,6 +38,7 @@ def run_command(
             state.close()
             raise ConfigError(f"metrics_port {loaded.metrics_port}: {exc.strerror or exc}") from None
     sidecar = Sidecar(loaded, catalog, normaliser, state)
+    responder = Responder(loaded.respond, loaded.state_dir, sidecar.pipeline) if loaded.respond and not once else None
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -44,11 +47,15 @@ def run_command(
 
     delivered = True
     try:
+        if responder is not None:
+            responder.start()
         asyncio.run(main())
         if once and sidecar.pipeline.sinks:
             delivered = report_delivery(sidecar.pipeline, ship_timeout, quiet=True) and not sidecar.unspooled
         delivered = delivered and not (once and sidecar.unfinished)
     finally:
+        if responder is not None:
+            responder.stop()
         sidecar.close()
         state.close()
     raise typer.Exit(0 if delivered else 3)

@@ -52,17 +52,35 @@ class Responder:
 
     def serve(self) -> None:
         """Until SIGTERM or SIGINT (uvicorn handles both); the planner and workers stop with the receiver."""
+        workers = self._start_workers()
+        try:
+            self.server.run()
+        finally:
+            self._stop_workers(workers)
+
+    def start(self) -> None:
+        """Beside the sidecar (``connector run``): the receiver in its own thread, stopped by ``stop``."""
+        self._workers = self._start_workers()
+        self._receiver = threading.Thread(target=self.server.run, name="receiver", daemon=True)
+        self._receiver.start()  # off the main thread, uvicorn leaves the signals to the sidecar
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self._receiver.join(timeout)
+        self._stop_workers(self._workers)
+
+    def _start_workers(self) -> list[threading.Thread]:
         threads = [threading.Thread(target=self._plan_forever, name="planner", daemon=True)]
         threads += [threading.Thread(target=self._work_forever, args=(name,), name=f"action:{name}", daemon=True)
                     for name in self.actions]
         for thread in threads:
             thread.start()
-        try:
-            self.server.run()
-        finally:
-            self._stopping.set()
-            for thread in threads:
-                thread.join(10)
+        return threads
+
+    def _stop_workers(self, threads: list[threading.Thread]) -> None:
+        self._stopping.set()
+        for thread in threads:
+            thread.join(10)
 
     def run_pending(self, name: str) -> int:
         """Run every due job of action ``name`` now; the number run (succeeded or not)."""

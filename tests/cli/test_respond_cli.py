@@ -105,3 +105,18 @@ def test_playbooks_test_prints_the_plan_without_side_effects(tmp_path: Path) -> 
     broken.write_text("name: Broken Name\nsteps: []\n")
     invalid = connector("playbooks", "validate", str(tmp_path))
     assert invalid.returncode == 1 and f"{broken}:1: name" in invalid.stderr and f"{broken}:2: steps" in invalid.stderr
+
+
+def test_the_sidecar_hosts_the_receiver_when_configured(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port)
+    document = yaml.safe_load(config.read_text())
+    document["assets"] = [{"host": "127.0.0.1", "ports": [free_port()], "http_port": None}]  # nothing listens
+    document["schedule"] = {"startup_spread": "0s"}
+    config.write_text(yaml.safe_dump(document))
+    with connector_process("run", "-c", str(config), stderr=subprocess.PIPE) as process:
+        wait_until(lambda: _answers(port), timeout=30)
+        second = connector("respond", "-c", str(config))  # one process per state directory
+        process.terminate()
+        assert process.wait(20) == 0
+    assert second.returncode == 2 and "state" in second.stderr

@@ -4,8 +4,8 @@ be probed because this process had no descriptor left is not a closed port."""
 from __future__ import annotations
 
 import asyncio
-import os
 import resource
+from pathlib import Path
 
 from connector.core.catalog import Catalog
 from connector.core.model import Asset, Finding
@@ -28,7 +28,8 @@ def test_running_out_of_descriptors_is_an_error_finding_never_closed(catalog: Ca
             # as when other work of the process (or a lower limit than planned for) holds the descriptors
             ctx = ScanContext(ScanSettings(connect_timeout=2))
             soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + SPARE_DESCRIPTORS, hard))
+            in_use = len(list(Path("/proc/self/fd").iterdir()))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + SPARE_DESCRIPTORS, hard))
             try:
                 return [finding async for report in scan(plan, catalog, ctx, scan_id="starved")
                         for finding in report.findings]
