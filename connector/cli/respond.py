@@ -17,7 +17,7 @@ from connector.core.resources import playbooks_dir
 from connector.respond.engine import callback_findings
 from connector.respond.playbooks import load_playbook, load_playbooks, render
 from connector.respond.queue import JobState
-from connector.runtime.collector import build_pipeline
+from connector.runtime.collector import ConfiguredRescanner, build_pipeline
 from connector.runtime.config import Config, load_config
 from connector.runtime.respond import Responder, open_queue
 from connector.runtime.state import StateStore
@@ -59,7 +59,8 @@ def respond_command(
     pipeline = build_pipeline(loaded, catalog, normaliser)
     pipeline.start()
     try:
-        responder = Responder(loaded.respond, loaded.state_dir, pipeline)
+        responder = Responder(loaded.respond, loaded.state_dir, pipeline,
+                              ConfiguredRescanner(loaded, catalog, pipeline))
         console_err.print(f"receiving callbacks on {loaded.respond.host}:{loaded.respond.port} "
                           f"({len(responder.engine.playbooks)} playbook(s))")
         responder.serve()

@@ -12,6 +12,7 @@ from prometheus_client import start_http_server
 from connector.cli import app
 from connector.cli._common import load_catalog_and_normaliser, report_delivery
 from connector.core.errors import ConfigError
+from connector.runtime.collector import ConfiguredRescanner
 from connector.runtime.config import load_config
 from connector.runtime.respond import Responder
 from connector.runtime.sidecar import Sidecar, install_stop_signals
@@ -38,7 +39,9 @@ def run_command(
             state.close()
             raise ConfigError(f"metrics_port {loaded.metrics_port}: {exc.strerror or exc}") from None
     sidecar = Sidecar(loaded, catalog, normaliser, state)
-    responder = Responder(loaded.respond, loaded.state_dir, sidecar.pipeline) if loaded.respond and not once else None
+    responder = Responder(loaded.respond, loaded.state_dir, sidecar.pipeline,
+                          ConfiguredRescanner(loaded, catalog, sidecar.pipeline)) \
+        if loaded.respond and not once else None
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -41,6 +41,20 @@ class Publisher(Protocol):
     def publish(self, findings: Sequence[Finding]) -> None: ...
 
 
+@dataclass(frozen=True)
+class RescanResult:
+    """What a rescan of one check on one asset found: the rule statuses, by finding fingerprint."""
+
+    scan_id: str
+    statuses: dict[str, str]
+
+
+class Rescanner(Protocol):
+    """Runs one check on one configured asset now and publishes the result (the runtime implements it)."""
+
+    def rescan(self, asset_id: str, check: str) -> RescanResult: ...
+
+
 def encode_line(event: NewEvent | SpooledEvent, output_format: str) -> bytes:
     """One event as a line of a file or stream; every writer (file and stdout sinks, ``scan -o``) uses this."""
     if output_format == "cef":

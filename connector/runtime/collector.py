@@ -7,13 +7,15 @@ publisher, and only then is the scan recorded, so a crash re-runs what was not p
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from connector.core.catalog import Catalog
 from connector.core.clock import utc_now
-from connector.core.events import Publisher
+from connector.core.errors import ConfigError
+from connector.core.events import Publisher, RescanResult
 from connector.core.model import Asset, AssetReport
 from connector.delivery.pipeline import Pipeline
 from connector.delivery.spool import SpoolError
@@ -65,3 +67,41 @@ async def collect(
 def build_pipeline(config: Config, catalog: Catalog, normaliser: Normaliser, **backoff: float) -> Pipeline:
     """The configured normaliser -> spool -> shippers -> sinks pipeline."""
     return Pipeline(config.sink_settings, config.spool, config.state_dir, catalog, normaliser, **backoff)
+
+
+class ConfiguredRescanner:
+    """core.events.Rescanner over the configured assets and checks: the ``rescan`` action's way into the scanner.
+
+    It refuses assets and checks that the configuration does not name, so a callback can never make the connector
+    scan a host nobody configured. Each rescan opens its own connection to the state store (the process already
+    holds the directory's lock), so the finding episodes stay the sidecar's.
+    """
+
+    def __init__(self, config: Config, catalog: Catalog, publisher: Publisher) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.publisher = publisher
+        self.checks = {configured.check.name: configured for configured in config.configured_checks()}
+        self.overrides = config.overrides(catalog)
+
+    def rescan(self, asset_id: str, check: str) -> RescanResult:
+        asset = next((asset for asset in self.config.assets if asset.id == asset_id), None)
+        if asset is None:
+            raise ConfigError(f"rescan: asset {asset_id!r} is not configured; only configured assets are scanned")
+        if check not in self.checks:
+            raise ConfigError(f"rescan: check {check!r} is not enabled (enabled: {sorted(self.checks)})")
+        scan_id = f"rescan-{secrets.token_hex(8)}"
+        state = StateStore(self.config.state_dir / "state.sqlite", exclusive=False)
+        try:
+            return asyncio.run(self._run(ScanPlan([asset], [self.checks[check]], self.overrides), scan_id, state))
+        finally:
+            state.close()
+
+    async def _run(self, plan: ScanPlan, scan_id: str, state: StateStore) -> RescanResult:
+        statuses: dict[str, str] = {}
+        async for collected in collect(plan, self.catalog, ScanContext(self.config.scan), scan_id=scan_id,
+                                       state=state, publisher=self.publisher):
+            if collected.not_spooled is not None:
+                raise collected.not_spooled
+            statuses |= {finding.fingerprint: finding.status.value for finding in collected.report.findings}
+        return RescanResult(scan_id, statuses)

@@ -15,6 +15,7 @@ from typing import Any
 from connector.core.audit import Auditor, AuditRecord, Outcome
 from connector.core.clock import utc_now
 from connector.core.errors import ConnectorError
+from connector.core.events import Rescanner
 from connector.core.resources import playbooks_dir
 from connector.respond.actions import build_actions
 from connector.respond.actions.base import Action, ActionError, StepContext
@@ -37,9 +38,11 @@ def open_queue(config: RespondConfig, state_dir: Path) -> ActionQueue:
 
 
 class Responder:
-    def __init__(self, config: RespondConfig, state_dir: Path, auditor: Auditor) -> None:
+    def __init__(self, config: RespondConfig, state_dir: Path, auditor: Auditor,
+                 rescanner: Rescanner | None = None) -> None:
         self.config = config
         self.auditor = auditor
+        self.rescanner = rescanner
         self.queue = open_queue(config, state_dir)
         kill_file = state_dir / KILL_SWITCH_FILE
         self.engine = PlaybookEngine(load_playbooks(config.playbooks or playbooks_dir()), self.queue,
@@ -102,7 +105,8 @@ class Responder:
                    "asset": job.params.get("asset")}
         try:
             step = StepContext(str(job.params.get("fingerprint", "")), str(job.params.get("asset", "")),
-                               job.params.get("playbook"), JobEffects(self.queue, job.id), self.tickets)
+                               job.params.get("playbook"), JobEffects(self.queue, job.id), self.tickets,
+                               self.rescanner)
             result = action.execute(job.params.get("params", {}), step)
         except ActionError as exc:
             retrying = self.queue.fail(job.id, str(exc), exc.retry_after, permanent=exc.permanent)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from connector.core.errors import ConnectorError
+from connector.core.events import Rescanner
 from connector.respond.tickets import TicketLedger
 
 
@@ -52,6 +53,7 @@ class StepContext:
     playbook: str | None
     effects: Effects
     tickets: TicketLedger
+    rescanner: Rescanner | None = None  # injected by the runtime; None where nothing can be scanned
 
 
 class Action(ABC, Generic[SettingsT]):
