@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from elasticsearch import Elasticsearch, helpers  # noqa: E402
 
-from conftest import Pki, run_scan  # noqa: E402
 from connector.core.catalog import load_catalog  # noqa: E402
 from connector.core.model import Asset, Finding  # noqa: E402
 from connector.delivery.pipeline import Pipeline  # noqa: E402
@@ -45,7 +44,8 @@ from connector.normalise import Normaliser  # noqa: E402
 from connector.runtime.config import Config  # noqa: E402
 from emulators.elasticsearch import ElasticsearchEmulator  # noqa: E402
 from emulators.splunk import SplunkEmulator  # noqa: E402
-from support.pki import Authority, self_signed  # noqa: E402
+from support.pki import Authority, Pki, self_signed  # noqa: E402
+from support.scanning import run_scan  # noqa: E402
 from support.sites import site  # noqa: E402
 
 TOKEN = "11111111-2222-3333-4444-555555555555"
