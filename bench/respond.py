@@ -1,0 +1,163 @@
+"""Benchmark: signed callbacks into the receiver, against a bare Starlette/uvicorn app that only verifies them.
+
+    .venv/bin/python bench/respond.py [--callbacks 10000] [--clients 50]
+
+Each server runs in its own process (one uvicorn worker, as deployed); the load comes from ``--clients``
+concurrent loopback clients in this process, each callback signed (Standard Webhooks) with its own webhook-id.
+
+- ours: the real receiver (``connector.respond.receiver``): body limit, signature, rate limit (raised out of the
+  way), strict model, dedup and a durable job in the SQLite action queue before the 202;
+- baseline: a Starlette app that verifies the same signature with ``standardwebhooks`` and answers 202.
+
+Prints accepted callbacks per second, p50/p99 latency and the server's peak RSS. Targets: ours >= 0.5x the
+baseline's rate; p99 <= 50 ms at 500 callbacks/s (the second, paced run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "whsec_" + base64.b64encode(b"bench signing key of 32 bytes!!!").decode()
+
+OURS = textwrap.dedent(f"""
+    import sys
+    from pathlib import Path
+    from connector.core.audit import AuditRecord
+    from connector.respond.queue import ActionQueue
+    from connector.respond.receiver import build_app, server
+    from connector.respond.settings import RespondConfig
+
+    class Discard:
+        def audit(self, records: list[AuditRecord]) -> None:
+            pass
+
+    config = RespondConfig.model_validate({{"host": "127.0.0.1", "port": int(sys.argv[1]), "sources": [
+        {{"name": "ta", "kind": "splunk", "auth": "signature", "secret": "{KEY}", "rate_limit": 1000000}}]}})
+    server(build_app(config, ActionQueue(Path(sys.argv[2]) / "actions.sqlite"), Discard()), config).run()
+""")
+
+BASELINE = textwrap.dedent(f"""
+    import sys
+    import uvicorn
+    from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    hook = Webhook("{KEY}")
+
+    async def receive(request):
+        body = await request.body()
+        try:
+            hook.verify(body, dict(request.headers), json_parse=False)
+        except WebhookVerificationError:
+            return JSONResponse({{"error": "bad signature"}}, 401)
+        return JSONResponse({{"status": "accepted"}}, 202)
+
+    app = Starlette(routes=[Route("/v1/callbacks/splunk", receive, methods=["POST"])])
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+""")
+
+
+def body(n: int) -> bytes:
+    return json.dumps({"sid": f"scheduler_bench_{n}", "search_name": "bench", "app": "TA-postern", "owner": "nobody",
+                       "results_link": "https://splunk.test/@go", "results": [
+                           {"rule.id": "cert.expiring_soon", "postern.fingerprint": f"{n:032x}",
+                            "postern.severity": "medium"}]}).encode()
+
+
+def signed(n: int) -> tuple[bytes, dict[str, str]]:
+    payload, now, message_id = body(n), datetime.now(UTC), f"msg_{n}_{os.getpid()}"
+    return payload, {"content-type": "application/json", "webhook-id": message_id,
+                     "webhook-timestamp": str(int(now.timestamp())),
+                     "webhook-signature": Webhook(KEY).sign(message_id, now, payload)}
+
+
+async def load(url: str, total: int, clients: int, rate: float | None) -> tuple[float, list[float], int]:
+    requests = [signed(n) for n in range(total)]
+    latencies: list[float] = []
+    accepted = 0
+    next_index = 0
+    started = time.perf_counter()
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal next_index, accepted
+        while next_index < total:
+            index = next_index
+            next_index += 1
+            if rate is not None:
+                await asyncio.sleep(max(0.0, started + index / rate - time.perf_counter()))
+            payload, headers = requests[index]
+            sent = time.perf_counter()
+            response = await http.post(url, content=payload, headers=headers)
+            latencies.append(time.perf_counter() - sent)
+            accepted += response.status_code == 202
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+    return time.perf_counter() - started, latencies, accepted
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def measure(name: str, script: str, total: int, clients: int, rate: float | None) -> float:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as scratch:
+        process = subprocess.Popen([sys.executable, "-c", script, str(port), scratch], cwd=ROOT,
+                                   stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            seconds, latencies, accepted = asyncio.run(load(f"http://127.0.0.1:{port}/v1/callbacks/splunk", total,
+                                                            clients, rate))
+            rss = int(next(line.split()[1] for line in Path(f"/proc/{process.pid}/status").read_text().splitlines()
+                           if line.startswith("VmHWM:"))) / 1024
+        finally:
+            process.terminate()
+            process.wait(10)
+    cut = statistics.quantiles(latencies, n=100)
+    print(f"{name:<28} {accepted / seconds:8.0f} accepted/s  p50 {cut[49] * 1000:6.1f} ms  "
+          f"p99 {cut[98] * 1000:6.1f} ms  server RSS {rss:6.1f} MiB  ({accepted}/{total} accepted)")
+    return accepted / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--callbacks", type=int, default=10_000)
+    parser.add_argument("--clients", type=int, default=50)
+    args = parser.parse_args()
+    baseline = measure("baseline (verify + 202)", BASELINE, args.callbacks, args.clients, None)
+    ours = measure("ours (receiver + queue)", OURS, args.callbacks, args.clients, None)
+    print(f"ours / baseline: {ours / baseline:.2f}x (target >= 0.5x)")
+    measure("ours, paced at 500/s", OURS, min(args.callbacks, 5000), args.clients, 500.0)
+
+
+if __name__ == "__main__":
+    main()
