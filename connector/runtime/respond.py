@@ -106,7 +106,7 @@ class Responder:
         try:
             step = StepContext(str(job.params.get("fingerprint", "")), str(job.params.get("asset", "")),
                                job.params.get("playbook"), JobEffects(self.queue, job.id), self.tickets,
-                               self.rescanner)
+                               self.rescanner, job.idempotency_key)
             result = action.execute(job.params.get("params", {}), step)
         except ActionError as exc:
             retrying = self.queue.fail(job.id, str(exc), exc.retry_after, permanent=exc.permanent)

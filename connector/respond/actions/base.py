@@ -54,6 +54,7 @@ class StepContext:
     effects: Effects
     tickets: TicketLedger
     rescanner: Rescanner | None = None  # injected by the runtime; None where nothing can be scanned
+    job_key: str = ""  # the step's idempotency key: stable across its retries
 
 
 class Action(ABC, Generic[SettingsT]):
