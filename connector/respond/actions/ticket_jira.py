@@ -1,21 +1,21 @@
 """``ticket.jira``: exactly one Jira Cloud issue per finding episode, closed when the finding is resolved.
 
-Before creating, the action looks in this job's effects (a re-run after a crash), in the ticket ledger (another
-callback about the same episode), then in Jira itself by the finding's label ``postern-<fingerprint>`` (a lost
-ledger), in that order, because Jira's search is eventually consistent. The issue id is journalled the moment
-Jira answers 201, before anything else can fail. REST v3: the description is an Atlassian Document (ADF).
+The guards against a second issue are in actions/_tickets.py; Jira's own is a search by the finding's label
+``postern-<fingerprint>`` (eventually consistent, hence the last guard). REST v3: the description is an Atlassian
+Document (ADF), and the old ``/search`` is removed, so it uses ``/search/jql``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 from pydantic import AnyHttpUrl, Field
 
 from connector.core.units import Duration, Secret
+from connector.respond.actions._tickets import close_once, open_once
 from connector.respond.actions.base import Action, ActionError, ActionSettings, StepContext
 
 TRACKER = "jira"
@@ -42,43 +42,26 @@ class JiraAction(Action[JiraSettings]):
                                    headers={"Accept": "application/json"})
 
     def execute(self, params: Mapping[str, Any], step: StepContext) -> dict[str, Any]:
-        if not step.fingerprint:
-            raise ActionError("the step has no finding fingerprint: one ticket per finding needs it", permanent=True)
-        operation: Literal["open", "close"] = "close" if params.get("operation") == "close" else "open"
-        if operation == "close":
-            return self._close(step)
-        return self._open(params, step)
-
-    def _open(self, params: Mapping[str, Any], step: StepContext) -> dict[str, Any]:
+        if params.get("operation") == "close":
+            return close_once(step, TRACKER, self._close)
         label = f"postern-{step.fingerprint}"
-        journalled = step.effects.get("ticket")
-        if journalled is not None:
-            step.tickets.record(TRACKER, step.fingerprint, journalled["key"])
-            return {"key": journalled["key"], "created": False, "found_in": "this job"}
-        known = step.tickets.open_ticket(TRACKER, step.fingerprint)
-        if known is not None:
-            return {"key": known, "created": False, "found_in": "ledger"}
-        found = self._request("GET", "/rest/api/3/search/jql",
-                              params={"jql": f'labels = "{label}" AND statusCategory != Done', "fields": "status"})
-        issues = found.json().get("issues") or []
-        if issues:
-            key = str(issues[0]["key"])
-            step.tickets.record(TRACKER, step.fingerprint, key)
-            return {"key": key, "created": False, "found_in": "jira"}
-        labels = sorted({*(str(label) for label in params.get("labels", []) if " " not in str(label)), label})
-        fields = {"project": {"key": self.settings.project}, "issuetype": {"name": self.settings.issue_type},
-                  "summary": " ".join(str(params.get("summary") or "Postern finding").split())[:255],
-                  "description": _adf(str(params.get("description") or "")), "labels": labels}
-        created = self._request("POST", "/rest/api/3/issue", json={"fields": fields}).json()
-        key = str(created["key"])
-        step.effects.record("ticket", {"key": key, "id": str(created.get("id", ""))})
-        step.tickets.record(TRACKER, step.fingerprint, key)
-        return {"key": key, "created": True}
 
-    def _close(self, step: StepContext) -> dict[str, Any]:
-        key = step.tickets.open_ticket(TRACKER, step.fingerprint)
-        if key is None:
-            return {"closed": None, "reason": "no open ticket for this finding"}
+        def search() -> str | None:
+            found = self._request("GET", "/rest/api/3/search/jql", params={
+                "jql": f'labels = "{label}" AND statusCategory != Done', "fields": "status"})
+            issues = found.json().get("issues") or []
+            return str(issues[0]["key"]) if issues else None
+
+        def create() -> str:
+            labels = sorted({*(str(item) for item in params.get("labels", []) if " " not in str(item)), label})
+            fields = {"project": {"key": self.settings.project}, "issuetype": {"name": self.settings.issue_type},
+                      "summary": " ".join(str(params.get("summary") or "Postern finding").split())[:255],
+                      "description": _adf(str(params.get("description") or "")), "labels": labels}
+            return str(self._request("POST", "/rest/api/3/issue", json={"fields": fields}).json()["key"])
+
+        return open_once(step, TRACKER, search, create)
+
+    def _close(self, key: str) -> None:
         transitions = self._request("GET", f"/rest/api/3/issue/{key}/transitions").json().get("transitions", [])
         done = next((t for t in transitions if t.get("name") == self.settings.done_transition), None)
         if done is None:
@@ -88,8 +71,6 @@ class JiraAction(Action[JiraSettings]):
         self._request("POST", f"/rest/api/3/issue/{key}/comment",
                       json={"body": _adf("Postern: a rescan confirmed the fix; closing.")})
         self._request("POST", f"/rest/api/3/issue/{key}/transitions", json={"transition": {"id": done["id"]}})
-        step.tickets.record(TRACKER, step.fingerprint, key, is_open=False)
-        return {"closed": key}
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         where = f"Jira {method} {path}"
