@@ -2,13 +2,21 @@
 
 Checks judge redirects hop by hop, so redirects are never followed here. Pinning connects to a configured address
 while keeping the real name for Host, SNI and certificate verification (like ``curl --resolve``).
+
+What a target can make us hold is bounded by design, not by a timeout: the body is read raw and decompressed here,
+a bounded piece at a time, and reading stops at ``limit`` decoded bytes, so a decompression bomb costs at most the
+limit (httpx's own decoder inflates each received chunk whole: 64 KiB of a double-gzip bomb is gigabytes). Headers
+are bounded by h11 (16 KiB in all). The whole request (connect, TLS, headers, body) runs under one deadline,
+``timeout``, so a server that drips a byte a second cannot hold a check longer than that.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import ssl
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -18,6 +26,9 @@ import httpx
 from connector.core.errors import ProbeError
 
 MAX_BODY = 2 * 1024 * 1024  # pages larger than this are judged on their first 2 MiB
+SMALL_DOCUMENT = 64 * 1024  # security.txt, MTA-STS policies, AIA issuers: anything larger is not what we asked for
+_PIECE = 64 * 1024  # decompressed per step, so no single step can inflate beyond it
+_ACCEPT_ENCODING = "gzip, deflate"  # what we can decode within bounds; a server sending anything else is judged raw
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,7 @@ class Fetched:
     status: int
     headers: httpx.Headers
     body: bytes
+    truncated: bool = False  # the body went on past the limit; checks judge its first ``limit`` bytes
 
     def header_values(self, name: str) -> list[str]:
         return self.headers.get_list(name)
@@ -74,13 +86,13 @@ class HttpFetcher:
 
     async def get(
         self, url: str, *, address: str | None = None, verify: bool = True, headers: dict[str, str] | None = None,
-        method: str = "GET",
+        method: str = "GET", limit: int = MAX_BODY,
     ) -> Fetched:
         """Request ``url`` (GET unless told); TlsVerificationError for a bad certificate, ProbeError otherwise."""
         parts = urlsplit(url)
         host = parts.hostname or ""
         request_url, extensions = url, {}
-        headers = dict(headers or {})
+        headers = {"Accept-Encoding": _ACCEPT_ENCODING, **(headers or {})}
         if address:
             netloc = f"[{address}]" if ":" in address else address
             if parts.port:
@@ -90,16 +102,15 @@ class HttpFetcher:
             extensions["sni_hostname"] = host
         client = self.client(verify)
         try:
-            request = client.build_request(method, request_url, headers=headers, extensions=extensions)
-            response = await client.send(request, stream=True)
-            try:
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body.extend(chunk)
-                    if len(body) >= MAX_BODY:
-                        break
-            finally:
-                await response.aclose()
+            async with asyncio.timeout(self._timeout):
+                request = client.build_request(method, request_url, headers=headers, extensions=extensions)
+                response = await client.send(request, stream=True)
+                try:
+                    body, truncated = await _read_bounded(response, limit)
+                finally:
+                    await response.aclose()
+        except TimeoutError as exc:
+            raise ProbeError(f"{url}: no complete response within {self._timeout:g}s", kind="timeout") from exc
         except httpx.ConnectError as exc:
             if _is_certificate_error(exc):
                 raise TlsVerificationError(f"{url}: certificate verification failed: {_reason(exc)}") from exc
@@ -113,17 +124,67 @@ class HttpFetcher:
             raise ProbeError(f"{url}: no response within {self._timeout:g}s", kind="timeout") from exc
         except (httpx.HTTPError, ssl.SSLError) as exc:
             raise ProbeError(f"{url}: {type(exc).__name__}: {_reason(exc)}", kind="protocol") from exc
-        return Fetched(
-            url=url,
-            status=response.status_code,
-            headers=response.headers,
-            body=bytes(body[:MAX_BODY]),
-        )
+        except zlib.error as exc:
+            raise ProbeError(f"{url}: the body does not decode as its Content-Encoding says: {exc}",
+                             kind="protocol") from exc
+        return Fetched(url=url, status=response.status_code, headers=response.headers, body=body,
+                       truncated=truncated)
 
     async def aclose(self) -> None:
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
+
+
+async def _read_bounded(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """At most ``limit`` decoded bytes, and whether there was more; memory stays near ``limit`` whatever arrives."""
+    decoders = _decoders(response.headers.get("content-encoding", ""))
+    body = bytearray()
+
+    def take(raw: bytes) -> bool:
+        pieces = [raw]
+        for decoder in decoders:
+            pieces = [out for piece in pieces for out in _inflate(decoder, piece, limit - len(body) + 1)]
+        for piece in pieces:
+            body.extend(piece[: limit + 1 - len(body)])
+        return len(body) > limit
+
+    async for raw in response.aiter_raw():
+        if take(raw):
+            return bytes(body[:limit]), True
+    while decoders and any(decoder.unconsumed_tail for decoder in decoders):  # what a stage held back
+        before = len(body)
+        if take(b"") or len(body) == before:
+            break
+    return bytes(body[:limit]), len(body) > limit
+
+
+def _decoders(content_encoding: str) -> list[zlib._Decompress]:
+    """One decompressor per listed coding, outermost first (``gzip, gzip`` is two); others are left encoded."""
+    decoders = []
+    for coding in reversed([part.strip().lower() for part in content_encoding.split(",") if part.strip()]):
+        if coding in {"gzip", "x-gzip"}:
+            decoders.append(zlib.decompressobj(zlib.MAX_WBITS | 16))
+        elif coding == "deflate":
+            decoders.append(zlib.decompressobj())  # zlib-wrapped, as RFC 9110 defines it
+        elif coding != "identity":
+            return []  # we did not offer it (Accept-Encoding): judge the bytes as sent
+    return decoders
+
+
+def _inflate(decoder: zlib._Decompress, data: bytes, budget: int) -> list[bytes]:
+    """Decompress ``data`` in pieces of at most _PIECE bytes, stopping once ``budget`` bytes have come out."""
+    out: list[bytes] = []
+    produced = 0
+    data = decoder.unconsumed_tail + data  # input a previous call left for lack of budget
+    while data and produced < budget:
+        piece = decoder.decompress(data, min(_PIECE, budget - produced))
+        data = decoder.unconsumed_tail
+        if not piece:
+            break
+        out.append(piece)
+        produced += len(piece)
+    return out
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

@@ -9,6 +9,7 @@ reaches the page a user sees.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from urllib.parse import urljoin, urlsplit
@@ -45,12 +46,39 @@ class Page:
     def html(self) -> LexborHTMLParser | None:
         if not self.is_html or not self.body:
             return None
-        return LexborHTMLParser(self.body.decode("utf-8", "replace"))
+        return LexborHTMLParser(within_depth(self.body.decode("utf-8", "replace")))
 
     @property
     def path(self) -> str:
         parts = urlsplit(self.url)
         return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+MAX_HTML_DEPTH = 512  # Chromium's tree builder stops nesting here too (kMaximumHTMLParserDOMTreeDepth)
+_TAG = re.compile(r"<(/?)([A-Za-z][^\s/>]*)[^>]*?(/?)>")
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
+                   "track", "wbr"})
+
+
+def within_depth(html: str, limit: int = MAX_HTML_DEPTH) -> str:
+    """The document up to where its elements nest deeper than ``limit``, found in one linear pass.
+
+    Lexbor's tree building is quadratic in nesting depth (measured: 1 ms at 512 levels, 0.19 s at 10,000, 0.77 s at
+    20,000; 200,000 levels in a 2 MiB page would take minutes on the event loop, stalling every check of the
+    scan). A guard before parsing is cheaper and safer than a thread (which cannot be stopped) or a process per
+    page; a flat 2 MiB page still parses in about 0.2 s. Nothing a browser renders is lost: Chromium does not nest
+    deeper than 512 either.
+    """
+    depth = 0
+    for match in _TAG.finditer(html):
+        closing, name, self_closing = match.group(1), match.group(2).lower(), match.group(3)
+        if closing:
+            depth = max(0, depth - 1)
+        elif name not in _VOID and not self_closing:
+            depth += 1
+            if depth > limit:
+                return html[: match.start()]
+    return html
 
 
 CORS_PROBE_ORIGIN = "https://cors-probe.postern.invalid"  # an origin nobody owns: reflecting it is the finding

@@ -8,7 +8,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from connector.core.clock import utc_now
@@ -94,10 +93,6 @@ class ScanContext:
     def web(self, asset: Asset) -> WebProbe:
         """The asset's pages, fetched once per scan for every check that reads them."""
         return self.shared("web", (asset.id,), lambda: WebProbe(asset, self.http, self.settings.connections_per_host))
-
-    def plain_http_client(self) -> httpx.AsyncClient:
-        """For fetching public artefacts (AIA issuers, policies) where no address pinning is wanted."""
-        return self.http.client(verify=True)
 
     def release(self, asset: Asset) -> None:
         """Drop what was memoised for an asset once all its checks are done, so long scans stay small."""

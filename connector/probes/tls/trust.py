@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import ssl
 import warnings
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
 
 import certifi
-import httpx
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -24,7 +24,6 @@ from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store
 from connector.core.errors import ConfigError
 from connector.probes.tls.x509 import WEAK_SIGNATURE_HASHES, aia_issuer_urls, signature_hash_name
 
-_AIA_LIMIT = 64 * 1024
 _SHA256 = hashes.SHA256()
 
 
@@ -121,8 +120,11 @@ def _walk_issuers(leaf: x509.Certificate, served: list[x509.Certificate], store:
         current = parent
 
 
+IssuerFetch = Callable[[str], Awaitable[bytes | None]]  # an AIA URL -> its body, or None when not fetched
+
+
 async def assess_trust(
-    served: list[x509.Certificate], store: TrustStore, now: datetime, client: httpx.AsyncClient | None
+    served: list[x509.Certificate], store: TrustStore, now: datetime, fetch: IssuerFetch | None
 ) -> TrustVerdict:
     leaf, intermediates = served[0], served[1:]
     moment = _verification_moment(leaf, now)
@@ -144,7 +146,7 @@ async def assess_trust(
             return TrustVerdict(True, False, False, (),
                                 "chain reaches a trusted root, but signatures use a broken hash", ())
         return TrustVerdict(False, False, False, (), f"chain does not verify: {failure}", ())
-    fetched = await _fetch_issuers(orphan, client) if client is not None else []
+    fetched = await _fetch_issuers(orphan, fetch) if fetch is not None else []
     missing = [cert for cert in fetched if not _is_self_signed(cert)]
     if not missing:
         if orphan is not leaf or fetched:
@@ -163,17 +165,11 @@ async def assess_trust(
                         _subjects(chain))
 
 
-async def _fetch_issuers(certificate: x509.Certificate, client: httpx.AsyncClient) -> list[x509.Certificate]:
+async def _fetch_issuers(certificate: x509.Certificate, fetch: IssuerFetch) -> list[x509.Certificate]:
     """Follow the AIA caIssuers URLs (RFC 5280, 4.2.2.1): DER, PEM or a certs-only PKCS#7 bundle."""
     for url in aia_issuer_urls(certificate):
-        if not url.startswith(("http://", "https://")):
-            continue
-        try:
-            response = await client.get(url)
-        except httpx.HTTPError:
-            continue
-        body = response.content[:_AIA_LIMIT]
-        if response.status_code != 200:
+        body = await fetch(url)
+        if body is None:
             continue
         for loader in (_load_der, x509.load_pem_x509_certificates, pkcs7.load_der_pkcs7_certificates):
             try:

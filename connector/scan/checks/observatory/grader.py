@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from selectolax.lexbor import LexborHTMLParser
 
 from connector.parsers.domains import organisational_domain
+from connector.probes.web import within_depth
 
 ALGORITHM_VERSION = 6
 MINIMUM_SCORE_FOR_EXTRA_CREDIT = 90
@@ -533,7 +534,7 @@ def _sri(site: SiteResponses) -> str:
     if mime and mime not in ("text/html", "application/xhtml+xml"):
         return "sri-not-implemented-response-not-html"
     try:
-        scripts = LexborHTMLParser(auto.body.decode("utf-8", "replace")).css("script")
+        scripts = LexborHTMLParser(within_depth(auto.body.decode("utf-8", "replace"))).css("script")
     except Exception:
         return "html-not-parseable"
     result: str | None = None

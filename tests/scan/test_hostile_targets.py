@@ -1,0 +1,101 @@
+"""Hostile targets cost bounded memory and time: each case is scanned by a fresh connector process, measured."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from support.hostile import (
+    GIB,
+    HostileServer,
+    aia_body,
+    aia_leaf,
+    endless_chunked,
+    gzip_bomb,
+    hostile_site,
+    nested_html,
+    oversized_body,
+    run_measured,
+    slow_drip,
+)
+from support.pki import Pki
+from support.web import Reply
+
+HOST = "hostile.test"
+BUDGET_MB = 300
+
+
+def scan_measured(pki: Pki, tmp_path: Path, sites: list, checks: str, timeout: float = 60,
+                  check_settings: dict | None = None, **scan: object):
+    """``connector scan -c`` in a fresh process over ``sites``; its events, peak RSS and wall time."""
+    config, events = tmp_path / "config.json", tmp_path / "events.jsonl"
+    config.write_text(json.dumps({
+        "assets": [site.asset.model_dump(mode="json", exclude_none=True) for site in sites],
+        "scan": {"ca_bundle": str(pki.bundle), "connect_timeout": 3, "check_timeout": 30, **scan},
+        "checks": check_settings or {}, "state_dir": str(tmp_path / "state")}))
+    snippet = ("import sys; from connector.cli import main; "
+               f"sys.argv = ['connector', 'scan', '-c', {str(config)!r}, '--checks', {checks!r}, '-o', "
+               f"{str(events)!r}, '-q']; main()")
+    measured = run_measured(snippet, timeout=timeout, cwd=Path(__file__).parents[2])
+    written = [json.loads(line) for line in events.read_text().splitlines()] if events.exists() else []
+    return measured, written
+
+
+@pytest.mark.parametrize(("name", "route"), [
+    ("double-gzip bomb of 1 GiB", gzip_bomb(GIB, layers=2)),
+    ("endless chunked body", endless_chunked()),
+    ("500 MB body", oversized_body()),
+])
+def test_a_page_built_to_exhaust_memory_costs_at_most_its_cap(pki: Pki, tmp_path: Path, name: str, route) -> None:
+    issued = pki.intermediate.issue([HOST])
+    with hostile_site(HOST, issued, {"/": route, "*": route}) as site:
+        measured, events = scan_measured(pki, tmp_path, [site], "headers,content")
+    assert measured.returncode in (0, 1), measured.stderr[-2000:]
+    assert measured.peak_rss_mb < BUDGET_MB, f"{name}: {measured.peak_rss_mb:.0f} MB"
+    assert events and "Traceback" not in measured.stderr
+    print(f"{name}: {measured.peak_rss_mb:.0f} MB peak, {measured.seconds:.1f} s", file=sys.stderr)
+
+
+def test_eight_endless_bodies_at_once_stay_within_the_budget(pki: Pki, tmp_path: Path) -> None:
+    with hostile_site(HOST, pki.intermediate.issue([HOST]), {"*": endless_chunked()}) as one:
+        sites = [one]
+        with ExitStack() as stack:
+            for index in range(7):
+                name = f"h{index}.{HOST}"
+                sites.append(stack.enter_context(hostile_site(name, pki.intermediate.issue([name]),
+                                                              {"*": endless_chunked()})))
+            measured, events = scan_measured(pki, tmp_path, sites, "headers,content")
+    assert measured.peak_rss_mb < BUDGET_MB and {e["url"]["domain"] for e in events if "url" in e} >= {HOST}
+
+
+def test_a_slow_drip_is_cut_at_connect_timeout_not_check_timeout(pki: Pki, tmp_path: Path) -> None:
+    with hostile_site(HOST, pki.intermediate.issue([HOST]), {"*": slow_drip(0.5)}, plain_http=False) as site:
+        measured, events = scan_measured(pki, tmp_path, [site], "headers", connect_timeout=2, check_timeout=60)
+    assert measured.seconds < 20, f"{measured.seconds:.1f} s"
+    errors = [event for event in events if event["rule"]["id"] == "scan.error"]
+    assert errors and any("no complete response within 2s" in event["message"] for event in errors)
+
+
+def test_deeply_nested_html_does_not_stall_the_scan(pki: Pki, tmp_path: Path) -> None:
+    with hostile_site(HOST, pki.intermediate.issue([HOST]), {"*": nested_html(200_000)}) as site:
+        measured, events = scan_measured(pki, tmp_path, [site], "headers,content", timeout=90)
+    assert measured.returncode in (0, 1) and measured.seconds < 30, f"{measured.seconds:.1f} s"
+    judged = {event["rule"]["id"] for event in events if event["rule"]["id"].startswith("content.")}
+    assert "content.mixed_active" in judged  # the page was parsed and judged, not given up on
+    assert measured.peak_rss_mb < BUDGET_MB
+
+
+def test_an_aia_url_serving_500_mb_costs_at_most_its_cap(pki: Pki, tmp_path: Path) -> None:
+    with HostileServer({"*": aia_body()}) as aia:
+        issued = aia_leaf(pki.intermediate, HOST, f"http://127.0.0.1:{aia.port}/issuer.der")
+        with hostile_site(HOST, issued, {"*": Reply(200, [], b"ok")}, plain_http=False) as site:
+            measured, events = scan_measured(pki, tmp_path, [site], "certificate", check_settings={
+                "certificate": {"aia_fetch": True, "aia_allow_private": True}})
+    assert measured.peak_rss_mb < BUDGET_MB and measured.seconds < 20
+    assert aia.targets == ["/issuer.der"]
+    untrusted = next(event for event in events if event["rule"]["id"] == "cert.untrusted")
+    assert "not fetchable through AIA" in untrusted["message"]
