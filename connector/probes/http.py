@@ -60,6 +60,17 @@ class TlsHandshakeError(ProbeError):
     """Something listens and speaks TLS, but a standard client cannot complete a handshake with it."""
 
 
+class _JudgingClient(httpx.AsyncClient):
+    """httpx builds the next request from a redirect even when not following it, and raises InvalidURL on a
+    Location such as ``javascript:alert(1)``, losing the response. Here the Location is the caller's to judge."""
+
+    def _build_redirect_request(self, request: httpx.Request, response: httpx.Response) -> httpx.Request:
+        try:
+            return super()._build_redirect_request(request, response)
+        except httpx.InvalidURL:
+            return request  # never sent: follow_redirects is off
+
+
 class HttpFetcher:
     def __init__(self, timeout: float, ca_bundle: Path | None, user_agent: str) -> None:
         self._timeout = timeout
@@ -75,7 +86,7 @@ class HttpFetcher:
                 context = ssl.create_default_context()
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
-            self._clients[verify] = httpx.AsyncClient(
+            self._clients[verify] = _JudgingClient(
                 verify=context,
                 timeout=httpx.Timeout(self._timeout),
                 follow_redirects=False,

@@ -6,6 +6,7 @@ redirect can be judged. HSTS is read only from HTTPS responses with a valid cert
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urljoin, urlsplit
@@ -16,7 +17,7 @@ from connector.core.errors import ProbeError
 from connector.core.model import Asset, CheckOutcome, RuleResult, Status, Target
 from connector.parsers.hsts import ONE_YEAR, Hsts, HstsError, parse_hsts
 from connector.probes.http import TlsHandshakeError
-from connector.probes.web import WebProbe
+from connector.probes.web import WebProbe, origin_of
 from connector.scan.checks.base import Check
 from connector.scan.context import ScanContext
 
@@ -47,6 +48,7 @@ class RedirectView:
     hops: tuple[Hop, ...] = ()
     reached_https: str | None = None  # the first https:// URL the redirects led to
     hsts_over_http: bool = False
+    not_followed: str | None = None  # a Location off the asset's origin or not HTTP(S): recorded, never fetched
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,10 @@ async def _probe_redirects(web: WebProbe, http_url: str) -> RedirectView:
             hops.append(Hop(url, response.status, location))
             if location.startswith("https://"):
                 return RedirectView(http_url, True, None, tuple(hops), location, hsts_over_http)
+            if origin_of(location) != origin_of(http_url):
+                # another host or port, or file:/data:/javascript:: a target may point us anywhere, so the hop
+                # is judged from its Location alone and never requested (nor its query string sent elsewhere)
+                return RedirectView(http_url, True, None, tuple(hops), None, hsts_over_http, location)
             if any(hop.url == location for hop in hops):
                 break  # a loop: reported as never reaching HTTPS
             url = location
@@ -162,6 +168,8 @@ def _redirect_results(host: str, observation: RedirectView) -> list[RuleResult]:
         return [RuleResult("http.no_redirect", Status.PASS, "no plain-HTTP listener", evidence)]
     if observation.error and not observation.reached_https:
         return [RuleResult("http.no_redirect", Status.ERROR, observation.error, evidence)]
+    if observation.not_followed is not None:
+        return _unfollowed_results(host, observation.not_followed, evidence)
     if not observation.reached_https:
         last = hops[-1] if hops else None
         if last is not None and last.location is None and len(hops) == 1:
@@ -193,6 +201,25 @@ def _redirect_results(host: str, observation: RedirectView) -> list[RuleResult]:
         {**evidence, "first_redirect_host": first_host},
     ))
     return results
+
+
+def _unfollowed_results(host: str, location: str, evidence: Mapping[str, object]) -> list[RuleResult]:
+    """A redirect we did not follow: judged on its Location, and the HTTPS verdict left open, not guessed."""
+    parts = urlsplit(location)
+    if parts.scheme not in {"http", "https"}:
+        shown = location if len(location) <= 80 else location[:77] + "..."
+        return [
+            RuleResult("http.no_redirect", Status.FAIL, f"plain HTTP redirects to a {parts.scheme or 'relative'}: "
+                       "URL, which browsers refuse: users stay on plain HTTP", evidence),
+            RuleResult("http.redirect_scheme", Status.FAIL, f"the redirect points at {shown} (not followed)",
+                       {**evidence, "scheme": parts.scheme}),
+        ]
+    return [
+        RuleResult("http.no_redirect", Status.ERROR, f"not evaluated: the redirect leaves the asset for "
+                   f"{parts.hostname}:{parts.port or 80} over plain HTTP, and is not followed", evidence),
+        RuleResult("http.redirect_offhost", Status.FAIL, f"the first redirect leaves {host} for {parts.netloc} "
+                   "over plain HTTP (not followed)", {**evidence, "first_redirect_host": parts.hostname}),
+    ]
 
 
 def _hsts_results(host: str, observation: TransportObservation, settings: TransportSettings) -> list[RuleResult]:
