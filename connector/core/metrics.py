@@ -1,8 +1,8 @@
-"""Prometheus metrics of the pipeline, served by the sidecar when ``metrics_port`` is set."""
+"""Prometheus metrics of the pipeline and the responder, served by the sidecar when ``metrics_port`` is set."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_SPOOLED = Counter("connector_events_spooled", "Events committed to the spool")
 EVENTS_DROPPED = Counter("connector_events_dropped", "Events deleted by the spool overflow policy")
@@ -14,3 +14,9 @@ SPOOL_PENDING = Gauge("connector_spool_pending_events", "Events waiting for a si
 FINDINGS = Counter("connector_findings", "Findings produced by scans", ["status"])
 ASSETS_UNFINISHED = Counter("connector_assets_unfinished", "Due assets whose scan was cut short (stop, crash); "
                             "their slots run again")
+CALLBACKS = Counter("connector_callbacks", "Callbacks received, by source and outcome (accepted, duplicate, "
+                    "rejected)", ["source", "outcome"])
+CALLBACK_SECONDS = Histogram("connector_callback_seconds", "Time from a callback's arrival to its answer",
+                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+PLAYBOOK_STEPS = Counter("connector_playbook_steps", "Playbook steps by action and decision (queued, skipped, "
+                         "dry_run, awaiting_approval, succeeded, failed)", ["action", "decision"])

@@ -35,6 +35,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from connector.core import metrics
 from connector.core.audit import Auditor, AuditRecord, Outcome
 from connector.core.clock import utc_now
 from connector.core.errors import ConnectorError, format_validation_error
@@ -134,11 +135,16 @@ class _Receiver:
 
     def handler(self, endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         async def receive(request: Request) -> Response:
+            with metrics.CALLBACK_SECONDS.time():
+                return await answer(request)
+
+        async def answer(request: Request) -> Response:
             client = request.client.host if request.client else None
             identified: list[SourceConfig] = []
             try:
                 job_key, dedup_key, fresh = await self._accept(request, endpoint, identified)
             except Rejected as rejected:
+                metrics.CALLBACKS.labels(identified[0].name if identified else "unknown", "rejected").inc()
                 details = {"endpoint": endpoint.path, "status": rejected.status, "client": client,
                            "source": identified[0].name if identified else None}
                 await self._audit(AuditRecord("callback-rejected", Outcome.FAILURE, rejected.reason, details))
@@ -149,6 +155,7 @@ class _Receiver:
             details = {"endpoint": endpoint.path, "status": status, "client": client, "source": identified[0].name,
                        "dedup_key": dedup_key, "job": job_key}
             await self._audit(AuditRecord(action, Outcome.SUCCESS, outcome, details))
+            metrics.CALLBACKS.labels(identified[0].name, outcome).inc()
             log.info("callback from %s %s (key %s)", identified[0].name, outcome, dedup_key)
             return JSONResponse({"status": outcome, "key": job_key}, status)
 

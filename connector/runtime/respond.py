@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from connector.core import metrics
 from connector.core.audit import Auditor, AuditRecord, Outcome
 from connector.core.clock import utc_now
 from connector.core.errors import ConnectorError
@@ -113,9 +114,11 @@ class Responder:
             outcome = "will retry" if retrying else "dead letter: `connector respond jobs retry`"
             self.auditor.audit([AuditRecord("playbook-step-failed", Outcome.FAILURE, f"{exc} ({outcome})",
                                             details)])
+            metrics.PLAYBOOK_STEPS.labels(job.action, "failed").inc()
             log.warning("step %s failed (%s): %s", job.idempotency_key, outcome, exc)
             return
         self.queue.complete(job.id, result)
+        metrics.PLAYBOOK_STEPS.labels(job.action, "succeeded").inc()
         self.auditor.audit([AuditRecord("playbook-step-succeeded", Outcome.SUCCESS, "done",
                                         {**details, "result": result})])
 
@@ -136,6 +139,8 @@ class Responder:
         try:
             steps = self.engine.plan_callback(job, utc_now())
             self.auditor.audit([_step_record(job, step) for step in steps])
+            for step in steps:
+                metrics.PLAYBOOK_STEPS.labels(step.action, step.decision.value).inc()
         except ConnectorError as exc:
             log.error("planning callback %s failed: %s", job.idempotency_key, exc)  # noqa: TRY400 - one line
             self.queue.fail(job.id, str(exc))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook
 
 from support.receiver import RunningReceiver, running_receiver
@@ -94,13 +95,19 @@ def test_forged_stale_and_unsigned_callbacks_are_refused_and_audited(receiver: R
     assert [(record.action, record.details['status']) for record in receiver.audit] == [("callback-rejected", 401)] * 5
 
 
+def counted(source: str, outcome: str) -> float:
+    return REGISTRY.get_sample_value("connector_callbacks_total", {"source": source, "outcome": outcome}) or 0.0
+
+
 def test_kibana_retries_are_one_callback_and_a_wrong_token_is_refused(receiver: RunningReceiver) -> None:
+    before = counted("kibana", "duplicate"), counted("unknown", "rejected")
     bearer = {"content-type": "application/json", "authorization": f"Bearer {KIBANA_TOKEN}"}
     assert [post(receiver, "/v1/callbacks/elastic", KIBANA_BODY, bearer).status_code for _ in range(4)] == \
         [202, 200, 200, 200]  # Kibana retries up to three times on 429 and 5xx
     wrong = {"content-type": "application/json", "authorization": "Bearer " + "x" * len(KIBANA_TOKEN)}
     assert post(receiver, "/v1/callbacks/elastic", KIBANA_BODY, wrong).status_code == 401
     assert len(receiver.queue.jobs()) == 1
+    assert (counted("kibana", "duplicate") - before[0], counted("unknown", "rejected") - before[1]) == (3, 1)
 
 
 def test_bodies_are_bounded_typed_and_validated(receiver: RunningReceiver) -> None:
