@@ -28,6 +28,7 @@ from jinja2 import TemplateError
 from connector.core.errors import ConfigError
 from connector.respond.playbooks import WEEKDAYS, Mode, Playbook, field_value, render
 from connector.respond.queue import ActionQueue, Job
+from connector.respond.verdicts import Verdict, VerdictStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS playbook_runs (
@@ -47,6 +48,7 @@ class Decision(StrEnum):
     AWAITING_APPROVAL = "awaiting_approval"
     DRY_RUN = "dry_run"
     SKIPPED = "skipped"
+    RECORDED = "recorded"  # an analyst's verdict, stored
 
 
 @dataclass(frozen=True)
@@ -96,18 +98,24 @@ class RunLedger:
 
 
 class PlaybookEngine:
-    def __init__(self, playbooks: Sequence[Playbook], queue: ActionQueue, ledger: RunLedger, *,
-                 killed: Callable[[], bool] = lambda: False) -> None:
+    def __init__(self, playbooks: Sequence[Playbook], queue: ActionQueue, ledger: RunLedger,
+                 verdicts: VerdictStore, *, killed: Callable[[], bool] = lambda: False) -> None:
         self.playbooks = list(playbooks)
         self.queue = queue
         self.ledger = ledger
+        self.verdicts = verdicts
         self.killed = killed  # the global kill switch, read at every plan
 
     def plan_callback(self, job: Job, now: datetime) -> list[PlannedStep]:
         """Plan (and queue) the steps for every finding of one queued callback."""
         source, kind = str(job.params["source"]), str(job.params["kind"])
+        payload = job.params["payload"]
+        if kind == "feedback":
+            return [self._record_verdict(payload, now)]
+        if kind == "soar":
+            return [self._requested_action(payload, job.idempotency_key, now)]
         planned: list[PlannedStep] = []
-        for finding in callback_findings(kind, job.params["payload"]):
+        for finding in callback_findings(kind, payload):
             for playbook in self.playbooks:
                 if playbook.matches(finding, source, kind):
                     planned += self._plan_one(playbook, finding, job.idempotency_key, now)
@@ -147,6 +155,36 @@ class PlaybookEngine:
             self.ledger.record(playbook.name, fingerprint, asset, callback, now)
         return steps
 
+    def _record_verdict(self, payload: Mapping[str, Any], now: datetime) -> PlannedStep:
+        expires = datetime.fromisoformat(payload["expires"]) if payload.get("expires") else None
+        self.verdicts.record(Verdict(payload["fingerprint"], payload["verdict"], payload["analyst"],
+                                     payload.get("comment", ""), now, expires))
+        until = f" until {expires.isoformat()}" if expires else ""
+        return PlannedStep("feedback", 0, "verdict", dict(payload), payload["fingerprint"], "", Decision.RECORDED,
+                           f"{payload['verdict']} by {payload['analyst']}{until}")
+
+    def _requested_action(self, payload: Mapping[str, Any], callback: str, now: datetime) -> PlannedStep:
+        """A SOAR platform asked for one action: the kill switch and suppressions hold, playbook guardrails don't."""
+        fingerprint = str(payload.get("fingerprint") or field_value(payload.get("event") or {}, "postern.fingerprint")
+                          or "")
+        event = payload.get("event") or {}
+        asset = str(field_value(event, "postern.asset.id") or payload.get("params", {}).get("asset") or "")
+        action, params = str(payload["action"]), dict(payload.get("params") or {})
+        blocked = "the global kill switch is on" if self.killed() else self._suppressed(fingerprint, now)
+        if blocked:
+            return PlannedStep("soar", 0, action, params, fingerprint, asset, Decision.SKIPPED, blocked)
+        key = f"{callback}:{action}"
+        self.queue.enqueue(key, action, {"params": params, "playbook": None, "fingerprint": fingerprint,
+                                         "asset": asset})
+        return PlannedStep("soar", 0, action, params, fingerprint, asset, Decision.QUEUED, "queued", key)
+
+    def _suppressed(self, fingerprint: str, now: datetime) -> str | None:
+        verdict = self.verdicts.suppression(fingerprint, now) if fingerprint else None
+        if verdict is None:
+            return None
+        until = f" until {verdict.expires.isoformat()}" if verdict.expires else ""
+        return f"suppressed: {verdict.verdict} by {verdict.analyst}{until}"
+
     def _guardrail(self, playbook: Playbook, fingerprint: str, asset: str, callback: str,
                    now: datetime) -> str | None:
         """The reason the guardrails stop this run, or None."""
@@ -155,6 +193,8 @@ class PlaybookEngine:
             return "the global kill switch is on"
         if not fingerprint:
             return "the event carries no postern.fingerprint: nothing to act on or deduplicate"
+        if suppressed := self._suppressed(fingerprint, now):
+            return suppressed
         if rails.window is not None:
             day, moment = WEEKDAYS[now.weekday()], now.time()
             if day not in rails.window.days or not rails.window.start <= moment <= rails.window.end:

@@ -26,12 +26,14 @@ from connector.respond.queue import ActionQueue, Job, JobEffects
 from connector.respond.receiver import PLAN_ACTION, build_app, server
 from connector.respond.settings import RespondConfig
 from connector.respond.tickets import TicketLedger
+from connector.respond.verdicts import VerdictStore
 
 log = logging.getLogger(__name__)
 
 KILL_SWITCH_FILE = "respond.disabled"
 _STEP_ACTIONS = {Decision.QUEUED: "playbook-step-queued", Decision.AWAITING_APPROVAL: "playbook-step-awaiting-approval",
-                 Decision.DRY_RUN: "playbook-step-dry-run", Decision.SKIPPED: "playbook-step-skipped"}
+                 Decision.DRY_RUN: "playbook-step-dry-run", Decision.SKIPPED: "playbook-step-skipped",
+                 Decision.RECORDED: "feedback-recorded"}
 
 
 def open_queue(config: RespondConfig, state_dir: Path) -> ActionQueue:
@@ -48,6 +50,7 @@ class Responder:
         kill_file = state_dir / KILL_SWITCH_FILE
         self.engine = PlaybookEngine(load_playbooks(config.playbooks or playbooks_dir()), self.queue,
                                      RunLedger(state_dir / "playbook-runs.sqlite"),
+                                     VerdictStore(state_dir / "verdicts.sqlite"),
                                      killed=lambda: config.kill_switch or kill_file.exists())
         self.actions = build_actions(config.actions)
         self.tickets = TicketLedger(state_dir / "tickets.sqlite")
@@ -107,7 +110,7 @@ class Responder:
         try:
             step = StepContext(str(job.params.get("fingerprint", "")), str(job.params.get("asset", "")),
                                job.params.get("playbook"), JobEffects(self.queue, job.id), self.tickets,
-                               self.rescanner, job.idempotency_key)
+                               self.rescanner, job.idempotency_key, self.engine.verdicts)
             result = action.execute(job.params.get("params", {}), step)
         except ActionError as exc:
             retrying = self.queue.fail(job.id, str(exc), exc.retry_after, permanent=exc.permanent)

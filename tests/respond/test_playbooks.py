@@ -9,9 +9,13 @@ from typing import Any
 import pytest
 
 from connector.core.errors import ConfigError
+from connector.respond.actions.base import StepContext
+from connector.respond.actions.suppress import SuppressAction, SuppressSettings
 from connector.respond.engine import Decision, PlaybookEngine, RunLedger
 from connector.respond.playbooks import Mode, Playbook, load_playbook, load_playbooks
-from connector.respond.queue import ActionQueue, Job
+from connector.respond.queue import ActionQueue, Job, JobEffects
+from connector.respond.tickets import TicketLedger
+from connector.respond.verdicts import VerdictStore
 
 PLAYBOOKS = Path(__file__).parents[2] / "playbooks"
 MONDAY_NOON = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -31,7 +35,8 @@ def exposure_alert(date: str = "2026-12-07T12:00:00.000Z", **fields: Any) -> dic
 def engine(tmp_path: Path, playbooks: list[Playbook] | None = None, **options: Any) -> PlaybookEngine:
     queue = ActionQueue(tmp_path / "actions.sqlite")
     return PlaybookEngine(playbooks if playbooks is not None else load_playbooks(PLAYBOOKS), queue,
-                          RunLedger(tmp_path / "playbook-runs.sqlite"), **options)
+                          RunLedger(tmp_path / "playbook-runs.sqlite"), VerdictStore(tmp_path / "verdicts.sqlite"),
+                          **options)
 
 
 def callback(planner: PlaybookEngine, payload: dict[str, Any], key: str, kind: str = "elastic") -> Job:
@@ -133,3 +138,48 @@ def test_templates_cannot_reach_outside_the_finding(tmp_path: Path) -> None:
     planner = engine(tmp_path, [hostile])
     [step] = planner.plan_callback(callback(planner, exposure_alert(), "h"), MONDAY_NOON)
     assert step.decision is Decision.SKIPPED and "template error" in step.reason
+
+
+def feedback(planner: PlaybookEngine, key: str, verdict: str, **extra: Any) -> None:
+    planner.queue.enqueue(key, "playbooks.plan", {"source": "analysts", "kind": "feedback", "payload": {
+        "fingerprint": FINGERPRINT, "verdict": verdict, "analyst": "kim", "comment": "", **extra}})
+    [job] = [job for job in planner.queue.jobs() if job.idempotency_key == key]
+    [recorded] = planner.plan_callback(job, MONDAY_NOON)
+    assert recorded.decision is Decision.RECORDED
+
+
+def test_an_analysts_false_positive_silences_the_finding_until_it_expires(tmp_path: Path) -> None:
+    planner = engine(tmp_path)
+    feedback(planner, "fp", "false_positive", expires=(MONDAY_NOON + timedelta(days=7)).isoformat())
+    silenced = planner.plan_callback(callback(planner, exposure_alert(), "cb-1"), MONDAY_NOON)
+    assert {step.decision for step in silenced} == {Decision.SKIPPED}
+    assert silenced[0].reason.startswith("suppressed: false_positive by kim until 2026-12-14")
+    after = planner.plan_callback(callback(planner, exposure_alert(date="later"), "cb-2"),
+                                  MONDAY_NOON + timedelta(days=8))
+    assert {step.decision for step in after} == {Decision.QUEUED}
+
+
+def test_a_soar_request_queues_its_one_action_unless_the_finding_is_suppressed(tmp_path: Path) -> None:
+    planner = engine(tmp_path)
+    request = {"action": "rescan", "fingerprint": FINGERPRINT, "event": None, "params": {"check": "certificate"}}
+    planner.queue.enqueue("soar-1", "playbooks.plan", {"source": "soar", "kind": "soar", "payload": request})
+    [job] = [job for job in planner.queue.jobs() if job.idempotency_key == "soar-1"]
+    [step] = planner.plan_callback(job, MONDAY_NOON)
+    assert step.decision is Decision.QUEUED and [j.action for j in planner.queue.jobs()].count("rescan") == 1
+    feedback(planner, "risk", "accepted_risk")
+    planner.queue.enqueue("soar-2", "playbooks.plan", {"source": "soar", "kind": "soar", "payload": request})
+    [again] = [job for job in planner.queue.jobs() if job.idempotency_key == "soar-2"]
+    [skipped] = planner.plan_callback(again, MONDAY_NOON)
+    assert skipped.decision is Decision.SKIPPED and "accepted_risk" in skipped.reason
+
+
+def test_the_suppress_action_records_a_verdict_that_expires(tmp_path: Path) -> None:
+    planner = engine(tmp_path)
+    planner.queue.enqueue("s", "suppress", {})
+    step = StepContext(FINGERPRINT, "shop.example.test", None, JobEffects(planner.queue, 1),
+                       TicketLedger(tmp_path / "tickets.sqlite"), verdicts=planner.verdicts)
+    result = SuppressAction(SuppressSettings()).execute({"verdict": "accepted_risk", "for": "2d"}, step)
+    now = datetime.now(UTC)
+    assert planner.verdicts.suppression(FINGERPRINT, now) is not None
+    assert planner.verdicts.suppression(FINGERPRINT, now + timedelta(days=3)) is None
+    assert result["verdict"] == "accepted_risk"

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from connector.core.errors import ConnectorError
 from connector.core.events import Rescanner
 from connector.respond.tickets import TicketLedger
+from connector.respond.verdicts import VerdictStore
 
 
 class ActionSettings(BaseModel):
@@ -55,6 +56,7 @@ class StepContext:
     tickets: TicketLedger
     rescanner: Rescanner | None = None  # injected by the runtime; None where nothing can be scanned
     job_key: str = ""  # the step's idempotency key: stable across its retries
+    verdicts: VerdictStore | None = None
 
 
 class Action(ABC, Generic[SettingsT]):

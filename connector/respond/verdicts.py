@@ -1,0 +1,78 @@
+"""Analysts' verdicts on findings (false positive, accepted risk, fixed): kept for the KPIs, and obeyed.
+
+A false-positive or accepted-risk verdict suppresses every playbook for that finding until it expires, so a
+finding an analyst has dismissed does not page anyone again; the suppression itself is audited as a skip.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from connector.core.errors import ConfigError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS verdicts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    fingerprint TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    analyst TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    recorded TEXT NOT NULL,
+    expires TEXT
+);
+CREATE INDEX IF NOT EXISTS verdicts_by_fingerprint ON verdicts (fingerprint, id);
+"""
+SUPPRESSING = ("false_positive", "accepted_risk")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    fingerprint: str
+    verdict: str
+    analyst: str
+    comment: str
+    recorded: datetime
+    expires: datetime | None
+
+
+class VerdictStore:
+    def __init__(self, path: Path) -> None:
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"verdict store {path}: {exc}") from None
+
+    def record(self, verdict: Verdict) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO verdicts (fingerprint, verdict, analyst, comment, recorded, expires) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (verdict.fingerprint, verdict.verdict, verdict.analyst, verdict.comment, verdict.recorded.isoformat(),
+                 verdict.expires.isoformat() if verdict.expires else None))
+
+    def suppression(self, fingerprint: str, now: datetime) -> Verdict | None:
+        """The latest verdict on the finding, if it suppresses action now (a later "fixed" lifts it)."""
+        with self._lock:
+            row = self._db.execute("SELECT fingerprint, verdict, analyst, comment, recorded, expires FROM verdicts "
+                                   "WHERE fingerprint = ? ORDER BY id DESC LIMIT 1", (fingerprint,)).fetchone()
+        if row is None:
+            return None
+        latest = Verdict(row[0], row[1], row[2], row[3], datetime.fromisoformat(row[4]),
+                         datetime.fromisoformat(row[5]) if row[5] else None)
+        if latest.verdict not in SUPPRESSING or (latest.expires is not None and latest.expires <= now):
+            return None
+        return latest
+
+    def all(self) -> list[Verdict]:
+        with self._lock:
+            rows = self._db.execute("SELECT fingerprint, verdict, analyst, comment, recorded, expires FROM verdicts "
+                                    "ORDER BY id").fetchall()
+        return [Verdict(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4]),
+                        datetime.fromisoformat(r[5]) if r[5] else None) for r in rows]
