@@ -18,6 +18,9 @@ from connector.core.events import NewEvent
 from connector.normalise.cef import escape_extension, escape_header
 
 ECS_VERSION = "9.4.0"
+# the ECS fields an audit event carries beyond those of findings, with their ECS types, for the Elasticsearch mappings
+AUDIT_ECS_FIELDS = {"event.action": "keyword", "event.outcome": "keyword", "event.reason": "keyword",
+                    "source.ip": "ip", "http.response.status_code": "long"}
 DATASET = "postern.audit"
 _CEF_SEVERITY = {Outcome.SUCCESS: 1, Outcome.UNKNOWN: 3, Outcome.FAILURE: 5}
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import configparser
 import csv
 import gzip
 import io
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -20,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from connector.delivery.sinks.elasticsearch import assets as elastic
 from support.receiver import RunningReceiver, running_receiver
 from support.waiting import wait_until
 
@@ -110,3 +113,16 @@ def test_without_a_url_the_action_says_what_to_configure(tmp_path: Path, splunkd
     alert["configuration"] = {}
     done = run_action(alert)
     assert done.returncode == 3 and "param.url is not set" in done.stderr
+
+
+def test_the_shipped_trigger_searches_use_emitted_fields_and_suppress_per_finding() -> None:
+    searches = configparser.ConfigParser(interpolation=None, strict=True)
+    searches.read(SCRIPT.parents[1] / "default" / "savedsearches.conf")
+    emitted = set(elastic.field_types())
+    for name in searches.sections():
+        stanza = searches[name]
+        fields = set(re.findall(r"([a-z_]+(?:\.[a-z0-9_]+)+)\s*(?:=|<=)", stanza["search"])) | set(
+            re.findall(r"'([a-z_]+(?:\.[a-z0-9_]+)+)'", stanza["search"]))
+        assert fields and fields <= emitted, (name, sorted(fields - emitted))
+        assert stanza["disabled"] == "1" and stanza["action.postern_respond"] == "1"
+        assert stanza["alert.suppress.fields"] == "postern.fingerprint"
