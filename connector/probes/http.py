@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from connector.core.errors import ProbeError
+from connector.probes.guard import OutboundGuard
 
 MAX_BODY = 2 * 1024 * 1024  # pages larger than this are judged on their first 2 MiB
 
@@ -26,6 +27,7 @@ class Fetched:
     status: int
     headers: httpx.Headers
     body: bytes
+    address: str | None = None  # where the request went, as resolved (or pinned)
 
     def header_values(self, name: str) -> list[str]:
         return self.headers.get_list(name)
@@ -49,7 +51,10 @@ class TlsHandshakeError(ProbeError):
 
 
 class HttpFetcher:
-    def __init__(self, timeout: float, ca_bundle: Path | None, user_agent: str) -> None:
+    """Requests go to an address resolved and checked by ``guard``, never to one httpx resolves by itself."""
+
+    def __init__(self, timeout: float, ca_bundle: Path | None, user_agent: str, guard: OutboundGuard) -> None:
+        self.guard = guard
         self._timeout = timeout
         self._ca_bundle = ca_bundle
         self._user_agent = user_agent
@@ -74,13 +79,25 @@ class HttpFetcher:
 
     async def get(
         self, url: str, *, address: str | None = None, verify: bool = True, headers: dict[str, str] | None = None,
-        method: str = "GET",
+        method: str = "GET", asset_host: bool = False,
     ) -> Fetched:
-        """Request ``url`` (GET unless told); TlsVerificationError for a bad certificate, ProbeError otherwise."""
+        """Request ``url`` (GET unless told); TlsVerificationError for a bad certificate, ProbeError otherwise.
+
+        ``address`` pins the connection (the caller vouches for it); otherwise the host is resolved and checked by
+        the guard, with ``asset_host`` telling that it is the asset's own name, so wherever it lives is allowed.
+        """
         parts = urlsplit(url)
         host = parts.hostname or ""
+        if parts.scheme not in ("http", "https"):
+            raise ProbeError(f"{url}: only http and https URLs are fetched", kind="protocol")
         request_url, extensions = url, {}
         headers = dict(headers or {})
+        if not address:
+            try:
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+            except ValueError as exc:
+                raise ProbeError(f"{url}: {exc}", kind="protocol") from None
+            address = await self.guard.address(host, port, lives_there=asset_host)
         if address:
             netloc = f"[{address}]" if ":" in address else address
             if parts.port:
@@ -118,6 +135,7 @@ class HttpFetcher:
             status=response.status_code,
             headers=response.headers,
             body=bytes(body[:MAX_BODY]),
+            address=address,
         )
 
     async def aclose(self) -> None:

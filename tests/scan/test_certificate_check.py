@@ -77,7 +77,9 @@ def test_missing_intermediate_is_reported_once_and_completed_through_aia(pki: Pk
         issued = pki.intermediate.issue(["partial.test"], send_chain=False,
                                         aia_url=f"http://127.0.0.1:{aia.port}/intermediate.der")
         with site("partial.test", issued) as partial:
-            findings = run_scan([partial.asset], catalog, ca_bundle=pki.bundle)
+            findings = run_scan([partial.asset], catalog, ca_bundle=pki.bundle,
+                                check_settings={"certificate": {"aia_fetch": True}},
+                                outbound={"allow": ["127.0.0.0/8"]})  # the test's AIA server is on loopback
         assert aia.hits == ["/intermediate.der"]
     assert failing(findings) == {"cert.chain_incomplete"}
     assert result(findings, "cert.untrusted").status is Status.PASS

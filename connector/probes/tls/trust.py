@@ -8,23 +8,25 @@ from __future__ import annotations
 
 import ssl
 import warnings
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
 
 import certifi
-import httpx
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
-from connector.core.errors import ConfigError
+from connector.core.errors import ConfigError, ProbeError
+from connector.probes.http import Fetched
 from connector.probes.tls.x509 import WEAK_SIGNATURE_HASHES, aia_issuer_urls, signature_hash_name
 
-_AIA_LIMIT = 64 * 1024
+AIA_LIMIT = 64 * 1024  # a CA certificate or a small PKCS#7 bundle; anything larger is refused, not parsed
+IssuerFetch = Callable[[str], Awaitable[Fetched]]
 _SHA256 = hashes.SHA256()
 
 
@@ -122,8 +124,9 @@ def _walk_issuers(leaf: x509.Certificate, served: list[x509.Certificate], store:
 
 
 async def assess_trust(
-    served: list[x509.Certificate], store: TrustStore, now: datetime, client: httpx.AsyncClient | None
+    served: list[x509.Certificate], store: TrustStore, now: datetime, fetch: IssuerFetch | None
 ) -> TrustVerdict:
+    """``fetch``: how to get an AIA issuer the server did not send; None when AIA fetching is off."""
     leaf, intermediates = served[0], served[1:]
     moment = _verification_moment(leaf, now)
     if _is_self_signed(leaf):
@@ -144,7 +147,7 @@ async def assess_trust(
             return TrustVerdict(True, False, False, (),
                                 "chain reaches a trusted root, but signatures use a broken hash", ())
         return TrustVerdict(False, False, False, (), f"chain does not verify: {failure}", ())
-    fetched = await _fetch_issuers(orphan, client) if client is not None else []
+    fetched, failures = await _fetch_issuers(orphan, fetch) if fetch is not None else ([], ["AIA fetching is off"])
     missing = [cert for cert in fetched if not _is_self_signed(cert)]
     if not missing:
         if orphan is not leaf or fetched:
@@ -153,7 +156,8 @@ async def assess_trust(
                                 f"chain ends at {orphan.issuer.rfc4514_string()}, which is not a trusted root", ())
         return TrustVerdict(
             None, False, True, (),
-            f"issuer {orphan.issuer.rfc4514_string()} not served and not fetchable through AIA", (),
+            f"issuer {orphan.issuer.rfc4514_string()} not served and not fetchable through AIA"
+            + (f" ({'; '.join(failures)})" if failures else ""), (),
         )
     try:
         chain = _verify(store, leaf, intermediates + missing, moment)
@@ -163,26 +167,33 @@ async def assess_trust(
                         _subjects(chain))
 
 
-async def _fetch_issuers(certificate: x509.Certificate, client: httpx.AsyncClient) -> list[x509.Certificate]:
-    """Follow the AIA caIssuers URLs (RFC 5280, 4.2.2.1): DER, PEM or a certs-only PKCS#7 bundle."""
+async def _fetch_issuers(certificate: x509.Certificate,
+                         fetch: IssuerFetch) -> tuple[list[x509.Certificate], list[str]]:
+    """Follow the AIA caIssuers URLs (RFC 5280, 4.2.2.1): DER, PEM or a certs-only PKCS#7 bundle; and why each
+    URL that gave nothing was passed over."""
+    failures: list[str] = []
     for url in aia_issuer_urls(certificate):
         if not url.startswith(("http://", "https://")):
+            failures.append(f"{url}: not an http(s) URL")
             continue
         try:
-            response = await client.get(url)
-        except httpx.HTTPError:
+            response = await fetch(url)
+        except ProbeError as exc:
+            failures.append(str(exc))
             continue
-        body = response.content[:_AIA_LIMIT]
-        if response.status_code != 200:
+        if response.status != 200 or len(response.body) > AIA_LIMIT:
+            failures.append(f"{url}: status {response.status}" if response.status != 200
+                            else f"{url}: more than {AIA_LIMIT} bytes")
             continue
         for loader in (_load_der, x509.load_pem_x509_certificates, pkcs7.load_der_pkcs7_certificates):
             try:
-                certificates = loader(body)
+                certificates = loader(response.body)
             except ValueError:
                 continue
             if certificates:
-                return certificates
-    return []
+                return certificates, []
+        failures.append(f"{url}: not a certificate")
+    return [], failures
 
 
 def _load_der(body: bytes) -> list[x509.Certificate]:

@@ -22,6 +22,8 @@ class CertificateSettings(BaseModel):
     expiry_critical_days: int = Field(default=30, ge=0, le=3650, description="high finding inside this window")
     min_rsa_bits: int = Field(default=2048, ge=512)
     min_ec_bits: int = Field(default=256, ge=160)
+    aia_fetch: bool = Field(default=False, description="fetch a missing intermediate from the AIA caIssuers URL "
+                            "(public addresses only, unless scan.outbound.allow lists the range)")
 
     @model_validator(mode="after")
     def _windows_ordered(self) -> CertificateSettings:
@@ -52,7 +54,8 @@ class CertificateCheck(Check[CertificateObservation, CertificateSettings]):
     async def observe(self, target: Target, ctx: ScanContext, settings: CertificateSettings) -> CertificateObservation:
         ders, obtained_from = await ctx.tls_prober(target.asset, endpoint_of(target)).served_chain()
         certificates = [parse_certificate(der) for der in ders]
-        trust = await assess_trust(certificates, ctx.trust_store, ctx.now, ctx.plain_http_client())
+        trust = await assess_trust(certificates, ctx.trust_store, ctx.now,
+                                   ctx.fetch_public if settings.aia_fetch else None)
         return CertificateObservation(tuple(describe(cert) for cert in certificates), obtained_from, trust)
 
     def judge(
