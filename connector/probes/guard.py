@@ -140,7 +140,9 @@ class OutboundGuard:
         refused = [(address, reason) for address in addresses if (reason := self.denial(address, own))]
         if refused:
             # One internal answer is enough to refuse: a client picking among the answers may pick that one.
-            listed = ", ".join(f"{address} ({reason})" for address, reason in refused)
-            raise OutboundDenied(f"{host} resolves to {listed}: not the asset's address and not allowlisted "
-                                 "(scan.outbound.allow)")
+            if parse_ip(host) is not None:
+                what = f"{host} is {refused[0][1]}"
+            else:
+                what = f"{host} resolves to " + ", ".join(f"{address} ({reason})" for address, reason in refused)
+            raise OutboundDenied(f"{what}: not the asset's address and not allowlisted (scan.outbound.allow)")
         return addresses[0]

@@ -74,6 +74,7 @@ class HttpFetcher:
                 follow_redirects=False,
                 headers={"User-Agent": self._user_agent},
                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+                event_hooks={"response": [_hide_foreign_location]},
             )
         return self._clients[verify]
 
@@ -109,6 +110,8 @@ class HttpFetcher:
         try:
             request = client.build_request(method, request_url, headers=headers, extensions=extensions)
             response = await client.send(request, stream=True)
+            if FOREIGN_LOCATION in response.extensions:
+                response.headers["location"] = response.extensions[FOREIGN_LOCATION]
             try:
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
@@ -142,6 +145,19 @@ class HttpFetcher:
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
+
+
+FOREIGN_LOCATION = "postern_foreign_location"
+
+
+async def _hide_foreign_location(response: httpx.Response) -> None:
+    """Keep a redirect to file:, data:, javascript: (any non-HTTP scheme) from httpx's own redirect handling, which
+    runs even when redirects are not followed: it raises on data: and turns file:///etc/passwd into
+    file://<host>/etc/passwd. The header is put back verbatim once httpx is done, for the checks to judge."""
+    location = response.headers.get("location")
+    if location is not None and urlsplit(location.strip()).scheme.lower() not in ("", "http", "https"):
+        response.extensions[FOREIGN_LOCATION] = location
+        del response.headers["location"]
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

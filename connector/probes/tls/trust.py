@@ -179,7 +179,7 @@ async def _fetch_issuers(certificate: x509.Certificate,
         try:
             response = await fetch(url)
         except ProbeError as exc:
-            failures.append(str(exc))
+            failures.append(str(exc) if url in str(exc) else f"{url}: {exc}")
             continue
         if response.status != 200 or len(response.body) > AIA_LIMIT:
             failures.append(f"{url}: status {response.status}" if response.status != 200

@@ -61,6 +61,7 @@ class HttpsView:
     status: int | None = None
     certificate_valid: bool | None = None
     hsts_values: tuple[str, ...] = ()
+    address: str | None = None  # where it was fetched: pinned, or as the scan's resolver answered
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,8 @@ async def _probe_https(web: WebProbe, url: str) -> HttpsView:
             return HttpsView(url, unusable=str(exc))
         return HttpsView(url, error=str(exc))
     hsts = tuple(response.header_values("strict-transport-security"))
-    return HttpsView(url, status=response.status, certificate_valid=valid, hsts_values=hsts)
+    return HttpsView(url, status=response.status, certificate_valid=valid, hsts_values=hsts,
+                     address=response.address)
 
 
 def _url_fields(url: str) -> dict[str, object]:
@@ -247,7 +249,7 @@ def _hsts_results(host: str, observation: TransportObservation, settings: Transp
         return [RuleResult("https.missing", Status.ERROR,
                            f"HTTPS could not be used by a standard client: {https.unusable}", {"https_url": https.url})]
     results = [RuleResult("https.missing", Status.PASS, f"{https.url} answers over HTTPS",
-                          {"https_url": https.url, "status": https.status})]
+                          {"https_url": https.url, "status": https.status, "address": https.address})]
     over_http = bool(observation.redirects and observation.redirects.hsts_over_http)
     evidence: dict[str, object] = {"headers": list(https.hsts_values), "sent_over_plain_http": over_http}
     if not https.certificate_valid:
