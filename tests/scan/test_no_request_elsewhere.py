@@ -157,7 +157,9 @@ def test_web_and_tls_checks_resolve_through_the_configured_nameservers(pki: Pki,
     assert not errors(via_nameserver)
     https = result(via_nameserver, "https.missing")
     assert https.status is Status.PASS and https.evidence["address"] == "127.0.0.1"
-    assert result(via_nameserver, "cert.hostname_mismatch").status is Status.PASS
+    certificate = result(via_nameserver, "cert.hostname_mismatch")
+    assert certificate.status is Status.PASS
+    assert certificate.observed["certificate"]["obtained_from"].endswith("with 127.0.0.1")
     assert errors(via_system) and all("cannot resolve" in finding.message for finding in errors(via_system))
 
 

@@ -52,7 +52,9 @@ class CertificateCheck(Check[CertificateObservation, CertificateSettings]):
         return [Target(asset, port, scheme="https") for port in asset.ports]
 
     async def observe(self, target: Target, ctx: ScanContext, settings: CertificateSettings) -> CertificateObservation:
-        ders, obtained_from = await ctx.tls_prober(target.asset, endpoint_of(target)).served_chain()
+        prober = ctx.tls_prober(target.asset, endpoint_of(target))
+        ders, obtained_from = await prober.served_chain()
+        obtained_from += f" with {(await prober.address())[0]}"  # the address scanned, as the scan resolved it
         certificates = [parse_certificate(der) for der in ders]
         trust = await assess_trust(certificates, ctx.trust_store, ctx.now,
                                    ctx.fetch_public if settings.aia_fetch else None)
