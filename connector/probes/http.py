@@ -1,7 +1,8 @@
 """HTTP fetching for checks: one request at a time, no automatic redirects, optional address pinning.
 
-Checks judge redirects hop by hop, so redirects are never followed here. Pinning connects to a configured address
-while keeping the real name for Host, SNI and certificate verification (like ``curl --resolve``).
+Checks judge redirects hop by hop, so redirects are never followed here. Every request is pinned: to a configured
+address, or to the one the outbound guard resolved and checked (so a rebinding name cannot change it between the
+check and the connection), keeping the real name for Host, SNI and certificate verification (``curl --resolve``).
 """
 
 from __future__ import annotations
