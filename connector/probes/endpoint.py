@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from dataclasses import dataclass
 
-from connector.core.errors import ProbeError
 from connector.core.model import Target
+from connector.probes.guard import Resolver
 
 
 @dataclass(frozen=True)
@@ -20,21 +18,11 @@ class Endpoint:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
-    async def resolve(self, within: float) -> tuple[str, int]:
+    async def resolve(self, resolver: Resolver) -> tuple[str, int]:
+        """The address probes connect to: the pinned one, else the first that the scan's resolver gives."""
         if self.address:
             return (self.address, self.port)
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(within):
-                infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-        except TimeoutError as exc:
-            raise ProbeError(f"{self}: name resolution timed out after {within:g}s", kind="dns") from exc
-        except socket.gaierror as exc:
-            raise ProbeError(f"{self}: cannot resolve host name: {exc.strerror}", kind="dns") from exc
-        if not infos:
-            raise ProbeError(f"{self}: host name has no addresses", kind="dns")
-        address = infos[0][4]
-        return (str(address[0]), int(address[1]))
+        return ((await resolver.addresses(self.host, self.port))[0], self.port)
 
 
 def endpoint_of(target: Target, port: int | None = None) -> Endpoint:

@@ -1,10 +1,14 @@
-"""The one outbound guard: where the connector may connect when a target, not the operator, chose the address.
+"""Where the connector may connect: one resolution path for every probe, and one guard on the addresses it yields.
 
-A redirect, an AIA issuer URL or (later) a SOAR action's URL can name any host. Resolved addresses in link-local
-(cloud metadata at 169.254.169.254 and fd00:ec2::254), loopback, private, CGNAT, multicast, reserved and
-unspecified ranges are denied unless explicitly allowed, or unless the asset itself lives there. The check is on
-the resolved IP, and the caller connects to that very IP (address pinning), so a name that re-resolves elsewhere
-between the check and the connection (DNS rebinding) gains nothing.
+Every check resolves names the same way: through the configured ``scan.dns`` nameservers when there are any (so
+a split-horizon or test zone answers the web and TLS checks too), otherwise through the system resolver, which
+honours /etc/hosts. A pinned address (the asset's ``address``, like ``curl --resolve``) wins over both.
+
+The guard judges the *resolved* address, and callers connect to exactly that address (keeping the name for
+Host and SNI), so a name that resolves to a public address when checked and to 169.254.169.254 when connected
+(DNS rebinding) cannot slip through. It refuses link-local (cloud metadata included), loopback, private, CGNAT,
+multicast, reserved and unspecified ranges, unless the asset itself lives there or the range is allowlisted.
+Shared with the SOAR actions, which call out to URLs they are handed.
 """
 
 from __future__ import annotations
@@ -12,37 +16,133 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Collection
+
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
 
 from connector.core.errors import ProbeError
+from connector.probes.dns import DnsClient
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Ranges an outside target has no business sending us to, named for the refusal message. IPv4-mapped IPv6
+# addresses are unwrapped before the lookup, so ::ffff:127.0.0.1 is loopback too.
+DENIED: tuple[tuple[str, str], ...] = (
+    ("169.254.169.254/32", "cloud metadata"),
+    ("fd00:ec2::254/128", "cloud metadata"),
+    ("0.0.0.0/8", "unspecified"),
+    ("::/128", "unspecified"),
+    ("127.0.0.0/8", "loopback"),
+    ("::1/128", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("fe80::/10", "link-local"),
+    ("10.0.0.0/8", "private"),
+    ("172.16.0.0/12", "private"),
+    ("192.168.0.0/16", "private"),
+    ("fc00::/7", "private"),
+    ("100.64.0.0/10", "carrier-grade NAT"),
+    ("224.0.0.0/4", "multicast"),
+    ("ff00::/8", "multicast"),
+    ("192.0.0.0/24", "reserved"),
+    ("198.18.0.0/15", "reserved"),
+    ("240.0.0.0/4", "reserved"),
+    ("64:ff9b:1::/48", "reserved"),
+)
+_DENIED = tuple((ipaddress.ip_network(network), label) for network, label in DENIED)
 
 
-def is_public(address: IPAddress) -> bool:
-    """Globally routable unicast; metadata endpoints never, whatever ipaddress thinks of their range."""
-    return address.is_global and not address.is_multicast and address not in _METADATA
+class GuardSettings(BaseModel):
+    """Internal ranges outbound requests may still reach (for example a private PKI's AIA server)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allow: tuple[IPvAnyNetwork, ...] = Field(
+        default=(), description="networks (CIDR) exempt from the outbound guard, e.g. 10.20.0.0/16")
 
 
-async def permitted_address(host: str, port: int, *, allow_private: bool = False,
-                            own_addresses: Iterable[str] = ()) -> str:
-    """The address to connect to for ``host``, or ProbeError(kind="denied") naming the refused address."""
+class OutboundDenied(ProbeError):
+    """The address a request would go to is internal and neither the asset's own nor allowlisted."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="denied")
+
+
+def parse_ip(text: str) -> IpAddress | None:
     try:
-        literal = ipaddress.ip_address(host.strip("[]"))
-        candidates = [literal]
+        address = ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
     except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+class Resolver:
+    """The one resolution path: the configured nameservers when given, otherwise the system's (with /etc/hosts)."""
+
+    def __init__(self, dns: DnsClient | None, timeout: float) -> None:
+        self._dns = dns
+        self._timeout = timeout
+
+    @property
+    def source(self) -> str:
+        """How names are resolved, for evidence."""
+        return "nameservers " + ", ".join(self._dns.nameservers) if self._dns is not None else "system resolver"
+
+    async def addresses(self, host: str, port: int) -> list[str]:
+        """Every address of ``host``, in preference order; ProbeError(kind="dns") when there is none."""
+        if parse_ip(host) is not None:
+            return [host.strip("[]")]
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise ProbeError(f"{host}: cannot resolve host name: {exc}", kind="dns") from None
-        candidates = [ipaddress.ip_address(info[4][0]) for info in infos]
-    own = {ipaddress.ip_address(address) for address in own_addresses}
-    for address in candidates:
-        if address in _METADATA and address not in own:
-            continue
-        if allow_private or address in own or is_public(address):
-            return str(address)
-    refused = ", ".join(sorted({str(address) for address in candidates}))
-    raise ProbeError(f"{host} resolves to {refused}, which the outbound guard does not allow (not public; allow "
-                     "private addresses explicitly if this is intended)", kind="denied")
+            async with asyncio.timeout(self._timeout):
+                found = await (self._dns.addresses(host) if self._dns is not None else self._system(host, port))
+        except TimeoutError as exc:
+            raise ProbeError(f"{host}: name resolution timed out after {self._timeout:g}s", kind="dns") from exc
+        except socket.gaierror as exc:
+            raise ProbeError(f"{host}: cannot resolve host name: {exc.strerror}", kind="dns") from exc
+        if not found:
+            raise ProbeError(f"{host}: host name has no addresses ({self.source})", kind="dns")
+        return list(dict.fromkeys(found))
+
+    @staticmethod
+    async def _system(host: str, port: int) -> list[str]:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return [str(info[4][0]) for info in infos]
+
+
+class OutboundGuard:
+    """Resolve once, check every address, hand back the one to connect to."""
+
+    def __init__(self, resolver: Resolver, settings: GuardSettings | None = None) -> None:
+        self.resolver = resolver
+        self._allow = (settings or GuardSettings()).allow
+
+    def denial(self, address: str, own: Collection[str] = ()) -> str | None:
+        """Why ``address`` may not be reached (the range's name), or None when it may."""
+        ip = parse_ip(address)
+        if ip is None:
+            return "not an IP address"
+        if str(ip) in {str(parse_ip(item)) for item in own}:
+            return None
+        if any(ip.version == network.version and ip in network for network in self._allow):
+            return None
+        for network, label in _DENIED:
+            if ip.version == network.version and ip in network:
+                return label
+        return None
+
+    async def address(self, host: str, port: int, *, own: Collection[str] = (), lives_there: bool = False) -> str:
+        """The address to connect to for ``host``. ``lives_there``: the asset itself is ``host``, so wherever it
+        resolves is where it lives; ``own``: addresses an asset is configured or known to live at."""
+        addresses = await self.resolver.addresses(host, port)
+        if lives_there:
+            return addresses[0]
+        refused = [(address, reason) for address in addresses if (reason := self.denial(address, own))]
+        if refused:
+            # One internal answer is enough to refuse: a client picking among the answers may pick that one.
+            if parse_ip(host) is not None:
+                what = f"{host} is {refused[0][1]}"
+            else:
+                what = f"{host} resolves to " + ", ".join(f"{address} ({reason})" for address, reason in refused)
+            raise OutboundDenied(f"{what}: not the asset's address and not allowlisted (scan.outbound.allow)")
+        return addresses[0]

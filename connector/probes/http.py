@@ -1,7 +1,8 @@
 """HTTP fetching for checks: one request at a time, no automatic redirects, optional address pinning.
 
-Checks judge redirects hop by hop, so redirects are never followed here. Pinning connects to a configured address
-while keeping the real name for Host, SNI and certificate verification (like ``curl --resolve``).
+Checks judge redirects hop by hop, so redirects are never followed here. Every request is pinned: to a configured
+address, or to the one the outbound guard resolved and checked (so a rebinding name cannot change it between the
+check and the connection), keeping the real name for Host, SNI and certificate verification (``curl --resolve``).
 
 What a target can make us hold is bounded by design, not by a timeout: the body is read raw and decompressed here,
 a bounded piece at a time, and reading stops at ``limit`` decoded bytes, so a decompression bomb costs at most the
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from connector.core.errors import ProbeError
+from connector.probes.guard import OutboundGuard
 
 MAX_BODY = 2 * 1024 * 1024  # pages larger than this are judged on their first 2 MiB
 SMALL_DOCUMENT = 64 * 1024  # security.txt, MTA-STS policies, AIA issuers: anything larger is not what we asked for
@@ -38,6 +40,7 @@ class Fetched:
     headers: httpx.Headers
     body: bytes
     truncated: bool = False  # the body went on past the limit; checks judge its first ``limit`` bytes
+    address: str | None = None  # where the request went, as resolved (or pinned)
 
     def header_values(self, name: str) -> list[str]:
         return self.headers.get_list(name)
@@ -60,19 +63,11 @@ class TlsHandshakeError(ProbeError):
     """Something listens and speaks TLS, but a standard client cannot complete a handshake with it."""
 
 
-class _JudgingClient(httpx.AsyncClient):
-    """httpx builds the next request from a redirect even when not following it, and raises InvalidURL on a
-    Location such as ``javascript:alert(1)``, losing the response. Here the Location is the caller's to judge."""
-
-    def _build_redirect_request(self, request: httpx.Request, response: httpx.Response) -> httpx.Request:
-        try:
-            return super()._build_redirect_request(request, response)
-        except httpx.InvalidURL:
-            return request  # never sent: follow_redirects is off
-
-
 class HttpFetcher:
-    def __init__(self, timeout: float, ca_bundle: Path | None, user_agent: str) -> None:
+    """Requests go to an address resolved and checked by ``guard``, never to one httpx resolves by itself."""
+
+    def __init__(self, timeout: float, ca_bundle: Path | None, user_agent: str, guard: OutboundGuard) -> None:
+        self.guard = guard
         self._timeout = timeout
         self._ca_bundle = ca_bundle
         self._user_agent = user_agent
@@ -86,24 +81,37 @@ class HttpFetcher:
                 context = ssl.create_default_context()
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
-            self._clients[verify] = _JudgingClient(
+            self._clients[verify] = httpx.AsyncClient(
                 verify=context,
                 timeout=httpx.Timeout(self._timeout),
                 follow_redirects=False,
                 headers={"User-Agent": self._user_agent},
                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+                event_hooks={"response": [_hide_foreign_location]},
             )
         return self._clients[verify]
 
     async def get(
         self, url: str, *, address: str | None = None, verify: bool = True, headers: dict[str, str] | None = None,
-        method: str = "GET", limit: int = MAX_BODY,
+        method: str = "GET", asset_host: bool = False, limit: int = MAX_BODY,
     ) -> Fetched:
-        """Request ``url`` (GET unless told); TlsVerificationError for a bad certificate, ProbeError otherwise."""
+        """Request ``url`` (GET unless told); TlsVerificationError for a bad certificate, ProbeError otherwise.
+
+        ``address`` pins the connection (the caller vouches for it); otherwise the host is resolved and checked by
+        the guard, with ``asset_host`` telling that it is the asset's own name, so wherever it lives is allowed.
+        """
         parts = urlsplit(url)
         host = parts.hostname or ""
+        if parts.scheme not in ("http", "https"):
+            raise ProbeError(f"{url}: only http and https URLs are fetched", kind="protocol")
         request_url, extensions = url, {}
         headers = {"Accept-Encoding": _ACCEPT_ENCODING, **(headers or {})}
+        if not address:
+            try:
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+            except ValueError as exc:
+                raise ProbeError(f"{url}: {exc}", kind="protocol") from None
+            address = await self.guard.address(host, port, lives_there=asset_host)
         if address:
             netloc = f"[{address}]" if ":" in address else address
             if parts.port:
@@ -116,6 +124,8 @@ class HttpFetcher:
             async with asyncio.timeout(self._timeout):
                 request = client.build_request(method, request_url, headers=headers, extensions=extensions)
                 response = await client.send(request, stream=True)
+                if FOREIGN_LOCATION in response.extensions:
+                    response.headers["location"] = response.extensions[FOREIGN_LOCATION]
                 try:
                     body, truncated = await _read_bounded(response, limit)
                 finally:
@@ -139,7 +149,7 @@ class HttpFetcher:
             raise ProbeError(f"{url}: the body does not decode as its Content-Encoding says: {exc}",
                              kind="protocol") from exc
         return Fetched(url=url, status=response.status_code, headers=response.headers, body=body,
-                       truncated=truncated)
+                       truncated=truncated, address=address)
 
     async def aclose(self) -> None:
         for client in self._clients.values():
@@ -196,6 +206,19 @@ def _inflate(decoder: zlib._Decompress, data: bytes, budget: int) -> list[bytes]
         out.append(piece)
         produced += len(piece)
     return out
+
+
+FOREIGN_LOCATION = "postern_foreign_location"
+
+
+async def _hide_foreign_location(response: httpx.Response) -> None:
+    """Keep a redirect to file:, data:, javascript: (any non-HTTP scheme) from httpx's own redirect handling, which
+    runs even when redirects are not followed: it raises on data: and turns file:///etc/passwd into
+    file://<host>/etc/passwd. The header is put back verbatim once httpx is done, for the checks to judge."""
+    location = response.headers.get("location")
+    if location is not None and urlsplit(location.strip()).scheme.lower() not in ("", "http", "https"):
+        response.extensions[FOREIGN_LOCATION] = location
+        del response.headers["location"]
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

@@ -4,6 +4,10 @@ exposure checks.
 A page is fetched over HTTPS with certificate verification (and again without it, when verification fails, so
 the headers can still be judged); redirects are followed while they stay on the same origin, the way a browser
 reaches the page a user sees.
+
+Whatever a site redirects to, nothing is fetched outside the configured assets: ``refusal`` tells a check that
+judges redirect chains whether a hop may be followed (the asset's own origins, the upgrade of its host to HTTPS,
+another configured asset) or must only be recorded (another host or port, a file:, data: or javascript: URL).
 """
 
 from __future__ import annotations
@@ -96,10 +100,26 @@ def meta_csp(page: Page) -> tuple[str, ...]:
     return tuple(policies)
 
 
-def origin_of(url: str) -> tuple[str, str, int]:
+Origin = tuple[str, str, int]
+
+
+def origin_of(url: str) -> Origin:
     parts = urlsplit(url)
     default = 443 if parts.scheme == "https" else 80
-    return (parts.scheme, parts.hostname or "", parts.port or default)
+    try:
+        port = parts.port
+    except ValueError:  # a port out of range or not a number: an origin of its own that no asset has
+        port = -1
+    return (parts.scheme, parts.hostname or "", port or default)
+
+
+def asset_origins(asset: Asset) -> frozenset[Origin]:
+    """Where the asset itself answers: its HTTPS ports, its plain-HTTP port, and HTTPS on 443 (the upgrade)."""
+    host = asset.host.lower()
+    origins = {("https", host, port) for port in (*asset.ports, 443)}
+    if asset.http_port is not None:
+        origins.add(("http", host, asset.http_port))
+    return frozenset(origins)
 
 
 class WebProbe:
@@ -107,9 +127,11 @@ class WebProbe:
     checks ask for it: pages for the header, grade, content and exposure checks, single hops for the redirect
     chains of the HTTPS-transport and grade checks."""
 
-    def __init__(self, asset: Asset, http: HttpFetcher, parallel: int = 4) -> None:
+    def __init__(self, asset: Asset, http: HttpFetcher, parallel: int = 4,
+                 elsewhere: frozenset[Origin] = frozenset()) -> None:
         self.asset = asset
         self.http = http
+        self.followable = asset_origins(asset) | elsewhere  # ``elsewhere``: the other configured assets
         self.base = (Target(asset, asset.https_port, scheme="https").url or "").rstrip("/")
         self._pages: dict[tuple[str, str | None], asyncio.Task[Page]] = {}
         self._hops: dict[tuple[str, str | None], asyncio.Task[tuple[Fetched, bool]]] = {}
@@ -142,6 +164,13 @@ class WebProbe:
             if not task.done():
                 task.cancel()
 
+    def refusal(self, location: str) -> str | None:
+        """Why a redirect to ``location`` must not be followed: "scheme" (not HTTP or HTTPS) or "offhost" (no
+        configured asset answers there); None when it may be."""
+        if urlsplit(location).scheme not in ("http", "https"):
+            return "scheme"
+        return None if origin_of(location) in self.followable else "offhost"
+
     async def _fetch(self, url: str, origin: str | None, follow: bool) -> Page:
         redirects: list[str] = []
         current = url
@@ -155,9 +184,13 @@ class WebProbe:
         raise ProbeError(f"{url}: more than {MAX_SAME_ORIGIN_REDIRECTS} redirects on one origin")
 
     async def _get(self, url: str, headers: dict[str, str] | None) -> tuple[Fetched, bool]:
-        address = self.asset.address if urlsplit(url).hostname == self.asset.host else None
+        if origin_of(url) not in self.followable:
+            raise ProbeError(f"{url}: not an origin of a configured asset; not fetched", kind="denied")
+        own = urlsplit(url).hostname == self.asset.host.lower()
+        address = self.asset.address if own else None
         async with self._gate:
             try:
-                return await self.http.get(url, address=address, headers=headers), True
+                return await self.http.get(url, address=address, headers=headers, asset_host=True), True
             except TlsVerificationError:
-                return await self.http.get(url, address=address, headers=headers, verify=False), False
+                return await self.http.get(url, address=address, headers=headers, verify=False,
+                                           asset_host=True), False

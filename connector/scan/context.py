@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,10 +15,11 @@ from connector.core.limits import socket_budget
 from connector.core.model import Asset
 from connector.probes.dns import DnsClient, ResolverSettings
 from connector.probes.endpoint import Endpoint
-from connector.probes.http import HttpFetcher
+from connector.probes.guard import GuardSettings, OutboundGuard, Resolver
+from connector.probes.http import SMALL_DOCUMENT, Fetched, HttpFetcher
 from connector.probes.tls.prober import TlsProber
 from connector.probes.tls.trust import TrustStore, load_trust_store
-from connector.probes.web import WebProbe
+from connector.probes.web import Origin, WebProbe, asset_origins
 
 SharedT = TypeVar("SharedT")
 
@@ -35,7 +36,9 @@ class ScanSettings(BaseModel):
     ca_bundle: Path | None = Field(default=None, description="PEM roots to trust instead of the system store")
     user_agent: str = "postern-connector (security posture scan)"
     dns: ResolverSettings = Field(default_factory=ResolverSettings,
-                                  description="resolvers for the DNS and e-mail checks")
+                                  description="resolvers for every check; none: the system's, with /etc/hosts")
+    outbound: GuardSettings = Field(default_factory=GuardSettings,
+                                    description="internal ranges requests may reach beyond the assets' own")
 
 
 class ScanContext:
@@ -47,9 +50,16 @@ class ScanContext:
         self._shared: dict[tuple[str, Any], Any] = {}
         self._http: HttpFetcher | None = None
         self._dns: DnsClient | None = None
+        self._origins: dict[str, frozenset[Origin]] = {}  # asset id -> where it answers
         self.released_tls_connections = 0
         # one budget for every probe socket of the scan, below the descriptor limit: see core.limits
         self.sockets = asyncio.Semaphore(socket_budget())
+        self.resolver = Resolver(self.dns if self.settings.dns.nameservers else None, self.settings.connect_timeout)
+        self.guard = OutboundGuard(self.resolver, self.settings.outbound)
+
+    def configure(self, assets: Sequence[Asset]) -> None:
+        """The assets of this scan: a redirect from one to another may be followed, anywhere else it may not."""
+        self._origins = {asset.id: asset_origins(asset) for asset in assets}
 
     def shared(self, kind: str, key: tuple[Any, ...], factory: Callable[[], SharedT]) -> SharedT:
         """One instance per (kind, key) for the scan, so checks reuse each other's observations.
@@ -65,8 +75,8 @@ class ScanContext:
     def tls_prober(self, asset: Asset, endpoint: Endpoint) -> TlsProber:
         return self.shared(
             "tls", (asset.id, endpoint),
-            lambda: TlsProber(endpoint, self.settings.connect_timeout, self.settings.connections_per_host,
-                              sockets=self.sockets),
+            lambda: TlsProber(endpoint, self.resolver, self.settings.connect_timeout,
+                              self.settings.connections_per_host, sockets=self.sockets),
         )
 
     @property
@@ -80,6 +90,7 @@ class ScanContext:
                 timeout=self.settings.connect_timeout,
                 ca_bundle=self.settings.ca_bundle,
                 user_agent=self.settings.user_agent,
+                guard=self.guard,
             )
         return self._http
 
@@ -92,7 +103,14 @@ class ScanContext:
 
     def web(self, asset: Asset) -> WebProbe:
         """The asset's pages, fetched once per scan for every check that reads them."""
-        return self.shared("web", (asset.id,), lambda: WebProbe(asset, self.http, self.settings.connections_per_host))
+        elsewhere = frozenset().union(*(origins for key, origins in self._origins.items() if key != asset.id))
+        return self.shared("web", (asset.id,), lambda: WebProbe(asset, self.http, self.settings.connections_per_host,
+                                                                  elsewhere))
+
+    async def fetch_public(self, url: str) -> Fetched:
+        """A URL a target named but that is no asset (an AIA issuer): guarded, so only public addresses or
+        allowlisted ranges are reached, and only over HTTP(S); at most a small document is read."""
+        return await self.http.get(url, limit=SMALL_DOCUMENT)
 
     def release(self, asset: Asset) -> None:
         """Drop what was memoised for an asset once all its checks are done, so long scans stay small."""

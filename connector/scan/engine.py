@@ -61,6 +61,7 @@ async def scan(
     assets = iter(plan.assets)
     workers = max(1, min(ctx.settings.concurrency, len(plan.assets)))
     builder = _FindingBuilder(catalog, plan.overrides, ctx.now)
+    ctx.configure(plan.assets)
 
     async def worker() -> None:
         for asset in assets:

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from connector.core.model import Asset
+from connector.probes.guard import OutboundGuard, Resolver
 from connector.probes.http import HttpFetcher
 from connector.probes.web import WebProbe
 from support.cli import connector
@@ -41,7 +42,8 @@ def test_a_shared_fetch_survives_the_timeout_of_another_check(pki: Pki) -> None:
         asset = Asset(host="shared.test", address="127.0.0.1", ports=(server.port,), http_port=None)
 
         async def two_checks() -> int:
-            http = HttpFetcher(timeout=5, ca_bundle=pki.bundle, user_agent="test")
+            http = HttpFetcher(timeout=5, ca_bundle=pki.bundle, user_agent="test",
+                               guard=OutboundGuard(Resolver(None, 5)))
             web = WebProbe(asset, http)
             impatient = asyncio.ensure_future(asyncio.wait_for(web.page("/"), 0.1))
             patient = asyncio.ensure_future(web.page("/"))

@@ -94,8 +94,8 @@ def test_an_aia_url_serving_500_mb_costs_at_most_its_cap(pki: Pki, tmp_path: Pat
         issued = aia_leaf(pki.intermediate, HOST, f"http://127.0.0.1:{aia.port}/issuer.der")
         with hostile_site(HOST, issued, {"*": Reply(200, [], b"ok")}, plain_http=False) as site:
             measured, events = scan_measured(pki, tmp_path, [site], "certificate", check_settings={
-                "certificate": {"aia_fetch": True, "aia_allow_private": True}})
+                "certificate": {"aia_fetch": True}}, outbound={"allow": ["127.0.0.0/8"]})
     assert measured.peak_rss_mb < BUDGET_MB and measured.seconds < 20
     assert aia.targets == ["/issuer.der"]
     untrusted = next(event for event in events if event["rule"]["id"] == "cert.untrusted")
-    assert "not fetchable through AIA" in untrusted["message"]
+    assert "not fetchable through AIA" in untrusted["message"] and "more than 65536 bytes" in untrusted["message"]

@@ -19,6 +19,7 @@ from OpenSSL import SSL
 
 from connector.core.errors import ProbeError
 from connector.probes.endpoint import Endpoint
+from connector.probes.guard import Resolver
 from connector.probes.tls import wire
 from connector.probes.tls.suites import TLS13_SUITES, offerable_legacy_suites, suite
 from connector.probes.tls.wire import TlsVersion
@@ -53,6 +54,7 @@ class Handshake:
 @dataclass
 class TlsProber:
     endpoint: Endpoint
+    resolver: Resolver
     timeout: float = 5.0
     parallel: int = 3
     connections: int = 0
@@ -113,7 +115,7 @@ class TlsProber:
         """Resolve once per endpoint: every probe goes to the same address, and DNS is asked once."""
         async with self._resolve_lock:
             if self._address is None:
-                self._address = await self.endpoint.resolve(self.timeout)
+                self._address = await self.endpoint.resolve(self.resolver)
             return self._address
 
     async def _ask(self, version: TlsVersion, suites: tuple[int, ...]) -> HelloAnswer:

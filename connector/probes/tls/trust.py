@@ -21,9 +21,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
-from connector.core.errors import ConfigError
+from connector.core.errors import ConfigError, ProbeError
+from connector.probes.http import Fetched
 from connector.probes.tls.x509 import WEAK_SIGNATURE_HASHES, aia_issuer_urls, signature_hash_name
 
+AIA_LIMIT = 64 * 1024  # a CA certificate or a small PKCS#7 bundle; anything larger is refused, not parsed
+IssuerFetch = Callable[[str], Awaitable[Fetched]]
 _SHA256 = hashes.SHA256()
 
 
@@ -120,12 +123,10 @@ def _walk_issuers(leaf: x509.Certificate, served: list[x509.Certificate], store:
         current = parent
 
 
-IssuerFetch = Callable[[str], Awaitable[bytes | None]]  # an AIA URL -> its body, or None when not fetched
-
-
 async def assess_trust(
     served: list[x509.Certificate], store: TrustStore, now: datetime, fetch: IssuerFetch | None
 ) -> TrustVerdict:
+    """``fetch``: how to get an AIA issuer the server did not send; None when AIA fetching is off."""
     leaf, intermediates = served[0], served[1:]
     moment = _verification_moment(leaf, now)
     if _is_self_signed(leaf):
@@ -146,7 +147,7 @@ async def assess_trust(
             return TrustVerdict(True, False, False, (),
                                 "chain reaches a trusted root, but signatures use a broken hash", ())
         return TrustVerdict(False, False, False, (), f"chain does not verify: {failure}", ())
-    fetched = await _fetch_issuers(orphan, fetch) if fetch is not None else []
+    fetched, failures = await _fetch_issuers(orphan, fetch) if fetch is not None else ([], ["AIA fetching is off"])
     missing = [cert for cert in fetched if not _is_self_signed(cert)]
     if not missing:
         if orphan is not leaf or fetched:
@@ -155,7 +156,8 @@ async def assess_trust(
                                 f"chain ends at {orphan.issuer.rfc4514_string()}, which is not a trusted root", ())
         return TrustVerdict(
             None, False, True, (),
-            f"issuer {orphan.issuer.rfc4514_string()} not served and not fetchable through AIA", (),
+            f"issuer {orphan.issuer.rfc4514_string()} not served and not fetchable through AIA"
+            + (f" ({'; '.join(failures)})" if failures else ""), (),
         )
     try:
         chain = _verify(store, leaf, intermediates + missing, moment)
@@ -165,20 +167,33 @@ async def assess_trust(
                         _subjects(chain))
 
 
-async def _fetch_issuers(certificate: x509.Certificate, fetch: IssuerFetch) -> list[x509.Certificate]:
-    """Follow the AIA caIssuers URLs (RFC 5280, 4.2.2.1): DER, PEM or a certs-only PKCS#7 bundle."""
+async def _fetch_issuers(certificate: x509.Certificate,
+                         fetch: IssuerFetch) -> tuple[list[x509.Certificate], list[str]]:
+    """Follow the AIA caIssuers URLs (RFC 5280, 4.2.2.1): DER, PEM or a certs-only PKCS#7 bundle; and why each
+    URL that gave nothing was passed over."""
+    failures: list[str] = []
     for url in aia_issuer_urls(certificate):
-        body = await fetch(url)
-        if body is None:
+        if not url.startswith(("http://", "https://")):
+            failures.append(f"{url}: not an http(s) URL")
+            continue
+        try:
+            response = await fetch(url)
+        except ProbeError as exc:
+            failures.append(str(exc) if url in str(exc) else f"{url}: {exc}")
+            continue
+        if response.status != 200 or response.truncated or len(response.body) > AIA_LIMIT:
+            failures.append(f"{url}: status {response.status}" if response.status != 200
+                            else f"{url}: more than {AIA_LIMIT} bytes")
             continue
         for loader in (_load_der, x509.load_pem_x509_certificates, pkcs7.load_der_pkcs7_certificates):
             try:
-                certificates = loader(body)
+                certificates = loader(response.body)
             except ValueError:
                 continue
             if certificates:
-                return certificates
-    return []
+                return certificates, []
+        failures.append(f"{url}: not a certificate")
+    return [], failures
 
 
 def _load_der(body: bytes) -> list[x509.Certificate]:

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from connector.core.errors import ProbeError
 from connector.core.model import Asset, CheckOutcome, RuleResult, Severity, Status, Target
 from connector.probes.endpoint import endpoint_of
-from connector.probes.guard import permitted_address
-from connector.probes.http import SMALL_DOCUMENT
-from connector.probes.tls.trust import IssuerFetch, TrustVerdict, assess_trust
+from connector.probes.tls.trust import TrustVerdict, assess_trust
 from connector.probes.tls.x509 import WEAK_SIGNATURE_HASHES, CertificateInfo, describe, matches_host, parse_certificate
 from connector.scan.checks.base import Check
 from connector.scan.context import ScanContext
@@ -26,9 +22,8 @@ class CertificateSettings(BaseModel):
     expiry_critical_days: int = Field(default=30, ge=0, le=3650, description="high finding inside this window")
     min_rsa_bits: int = Field(default=2048, ge=512)
     min_ec_bits: int = Field(default=256, ge=160)
-    aia_fetch: bool = Field(default=False, description="fetch a missing issuer from the certificate's AIA URL "
-                                                       "(a URL the target chose: off unless asked for)")
-    aia_allow_private: bool = Field(default=False, description="let AIA fetches reach non-public addresses")
+    aia_fetch: bool = Field(default=False, description="fetch a missing intermediate from the AIA caIssuers URL "
+                            "(public addresses only, unless scan.outbound.allow lists the range)")
 
     @model_validator(mode="after")
     def _windows_ordered(self) -> CertificateSettings:
@@ -48,24 +43,6 @@ class CertificateObservation:
         return self.chain[0]
 
 
-def _aia_fetcher(ctx: ScanContext, asset: Asset, settings: CertificateSettings) -> IssuerFetch:
-    """AIA issuers over http(s) only, to addresses the outbound guard allows, at most 64 KiB each."""
-
-    async def fetch(url: str) -> bytes | None:
-        parts = urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            return None
-        try:
-            address = await permitted_address(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
-                                              allow_private=settings.aia_allow_private)
-            fetched = await ctx.http.get(url, address=address, limit=SMALL_DOCUMENT)
-        except ProbeError:
-            return None
-        return fetched.body if fetched.status == 200 and not fetched.truncated else None
-
-    return fetch
-
-
 class CertificateCheck(Check[CertificateObservation, CertificateSettings]):
     name = "certificate"
     description = "certificate validity, trust, chain, host name, key and signature"
@@ -75,10 +52,12 @@ class CertificateCheck(Check[CertificateObservation, CertificateSettings]):
         return [Target(asset, port, scheme="https") for port in asset.ports]
 
     async def observe(self, target: Target, ctx: ScanContext, settings: CertificateSettings) -> CertificateObservation:
-        ders, obtained_from = await ctx.tls_prober(target.asset, endpoint_of(target)).served_chain()
+        prober = ctx.tls_prober(target.asset, endpoint_of(target))
+        ders, obtained_from = await prober.served_chain()
+        obtained_from += f" with {(await prober.address())[0]}"  # the address scanned, as the scan resolved it
         certificates = [parse_certificate(der) for der in ders]
-        fetch = _aia_fetcher(ctx, target.asset, settings) if settings.aia_fetch else None
-        trust = await assess_trust(certificates, ctx.trust_store, ctx.now, fetch)
+        trust = await assess_trust(certificates, ctx.trust_store, ctx.now,
+                                   ctx.fetch_public if settings.aia_fetch else None)
         return CertificateObservation(tuple(describe(cert) for cert in certificates), obtained_from, trust)
 
     def judge(

@@ -6,7 +6,6 @@ redirect can be judged. HSTS is read only from HTTPS responses with a valid cert
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urljoin, urlsplit
@@ -17,7 +16,7 @@ from connector.core.errors import ProbeError
 from connector.core.model import Asset, CheckOutcome, RuleResult, Status, Target
 from connector.parsers.hsts import ONE_YEAR, Hsts, HstsError, parse_hsts
 from connector.probes.http import TlsHandshakeError
-from connector.probes.web import WebProbe, origin_of
+from connector.probes.web import WebProbe
 from connector.scan.checks.base import Check
 from connector.scan.context import ScanContext
 
@@ -48,7 +47,8 @@ class RedirectView:
     hops: tuple[Hop, ...] = ()
     reached_https: str | None = None  # the first https:// URL the redirects led to
     hsts_over_http: bool = False
-    not_followed: str | None = None  # a Location off the asset's origin or not HTTP(S): recorded, never fetched
+    refused: tuple[str, str] | None = None  # (why, where): a redirect recorded but not followed
+    address: str | None = None  # where http:// was fetched
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ class HttpsView:
     status: int | None = None
     certificate_valid: bool | None = None
     hsts_values: tuple[str, ...] = ()
+    address: str | None = None  # where it was fetched: pinned, or as the scan's resolver answered
 
 
 @dataclass(frozen=True)
@@ -107,24 +108,29 @@ class HttpsTransportCheck(Check[TransportObservation, TransportSettings]):
 
 
 async def _probe_redirects(web: WebProbe, http_url: str) -> RedirectView:
+    """Follow ``http://host/`` hop by hop, but only where a configured asset answers: a redirect elsewhere, or to
+    another scheme than HTTP(S), is recorded and never fetched, so its query string goes nowhere."""
     hops: list[Hop] = []
     hsts_over_http = False
     url = http_url
+    address = None
     try:
         for _ in range(MAX_HOPS):
             response, _verified = await web.hop(url)
+            address = address or response.address
             hsts_over_http |= bool(response.header_values("strict-transport-security"))
             if not response.is_redirect:
                 hops.append(Hop(url, response.status, None))
                 break
             location = urljoin(url, response.location or "")
             hops.append(Hop(url, response.status, location))
+            refusal = web.refusal(location)
             if location.startswith("https://"):
-                return RedirectView(http_url, True, None, tuple(hops), location, hsts_over_http)
-            if origin_of(location) != origin_of(http_url):
-                # another host or port, or file:/data:/javascript:: a target may point us anywhere, so the hop
-                # is judged from its Location alone and never requested (nor its query string sent elsewhere)
-                return RedirectView(http_url, True, None, tuple(hops), None, hsts_over_http, location)
+                return RedirectView(http_url, True, None, tuple(hops), location, hsts_over_http,
+                                    (refusal, location) if refusal else None, address)
+            if refusal:
+                return RedirectView(http_url, True, None, tuple(hops), None, hsts_over_http, (refusal, location),
+                                    address)
             if any(hop.url == location for hop in hops):
                 break  # a loop: reported as never reaching HTTPS
             url = location
@@ -133,8 +139,8 @@ async def _probe_redirects(web: WebProbe, http_url: str) -> RedirectView:
             raise  # the host cannot be reached at all: one scan.error, not a redirect verdict
         if not hops and exc.kind == "refused":
             return RedirectView(http_url, False)
-        return RedirectView(http_url, bool(hops), str(exc), tuple(hops), None, hsts_over_http)
-    return RedirectView(http_url, True, None, tuple(hops), None, hsts_over_http)
+        return RedirectView(http_url, bool(hops), str(exc), tuple(hops), None, hsts_over_http, None, address)
+    return RedirectView(http_url, True, None, tuple(hops), None, hsts_over_http, None, address)
 
 
 async def _probe_https(web: WebProbe, url: str) -> HttpsView:
@@ -149,7 +155,8 @@ async def _probe_https(web: WebProbe, url: str) -> HttpsView:
             return HttpsView(url, unusable=str(exc))
         return HttpsView(url, error=str(exc))
     hsts = tuple(response.header_values("strict-transport-security"))
-    return HttpsView(url, status=response.status, certificate_valid=valid, hsts_values=hsts)
+    return HttpsView(url, status=response.status, certificate_valid=valid, hsts_values=hsts,
+                     address=response.address)
 
 
 def _url_fields(url: str) -> dict[str, object]:
@@ -162,21 +169,33 @@ def _url_fields(url: str) -> dict[str, object]:
 
 def _redirect_results(host: str, observation: RedirectView) -> list[RuleResult]:
     hops = observation.hops
-    evidence = {"http_url": observation.http_url,
-                "redirects": [f"{hop.status} {hop.url} -> {hop.location}" for hop in hops if hop.location]}
+    evidence: dict[str, object] = {
+        "http_url": observation.http_url, "address": observation.address,
+        "redirects": [f"{hop.status} {hop.url} -> {hop.location}" for hop in hops if hop.location]}
     if not observation.listening:
         return [RuleResult("http.no_redirect", Status.PASS, "no plain-HTTP listener", evidence)]
     if observation.error and not observation.reached_https:
         return [RuleResult("http.no_redirect", Status.ERROR, observation.error, evidence)]
-    if observation.not_followed is not None:
-        return _unfollowed_results(host, observation.not_followed, evidence)
+    why, where = observation.refused or (None, None)
+    scheme = _scheme_result(hops, observation.refused, evidence)
     if not observation.reached_https:
         last = hops[-1] if hops else None
-        if last is not None and last.location is None and len(hops) == 1:
+        if why == "scheme":
+            message = f"{observation.http_url} redirects to a {urlsplit(where or '').scheme}: URL, never to HTTPS"
+        elif why == "offhost":
+            message = (f"{observation.http_url} redirects to {where}, plain HTTP off the asset (not followed), "
+                       "without reaching HTTPS")
+        elif last is not None and last.location is None and len(hops) == 1:
             message = f"{observation.http_url} is served over plain HTTP (status {last.status}) without a redirect"
         else:
             message = f"{observation.http_url} redirects, but never to HTTPS"
-        return [RuleResult("http.no_redirect", Status.FAIL, message, evidence)]
+        results = [RuleResult("http.no_redirect", Status.FAIL, message, evidence)]
+        if why == "offhost":
+            results.append(RuleResult(
+                "http.redirect_offhost", Status.FAIL,
+                f"a redirect leaves {host} for {where}, where no configured asset answers; it was not followed",
+                {**evidence, "not_followed": where}))
+        return [*results, *([scheme] if scheme else [])]
     results = [RuleResult("http.no_redirect", Status.PASS, f"redirects to {observation.reached_https}", evidence)]
     temporary = [hop for hop in hops if hop.status not in PERMANENT_REDIRECTS]
     results.append(RuleResult(
@@ -193,33 +212,32 @@ def _redirect_results(host: str, observation: RedirectView) -> list[RuleResult]:
         {**evidence, "hops": len(hops)},
     ))
     first_host = urlsplit(hops[0].location or "").hostname
+    if first_host != host:
+        message = f"the first redirect leaves {host} for {first_host}; HSTS for {host} is never set from HTTP"
+    elif why == "offhost":
+        message = f"the redirect goes to {where}, a port no configured asset answers on"
+    else:
+        message = "the first redirect stays on the same host"
     results.append(RuleResult(
         "http.redirect_offhost",
-        Status.PASS if first_host == host else Status.FAIL,
-        "the first redirect stays on the same host" if first_host == host
-        else f"the first redirect leaves {host} for {first_host}; HSTS for {host} is never set from HTTP",
+        Status.PASS if first_host == host and why is None else Status.FAIL,
+        message,
         {**evidence, "first_redirect_host": first_host},
     ))
-    return results
+    return [*results, *([scheme] if scheme else [])]
 
 
-def _unfollowed_results(host: str, location: str, evidence: Mapping[str, object]) -> list[RuleResult]:
-    """A redirect we did not follow: judged on its Location, and the HTTPS verdict left open, not guessed."""
-    parts = urlsplit(location)
-    if parts.scheme not in {"http", "https"}:
-        shown = location if len(location) <= 80 else location[:77] + "..."
-        return [
-            RuleResult("http.no_redirect", Status.FAIL, f"plain HTTP redirects to a {parts.scheme or 'relative'}: "
-                       "URL, which browsers refuse: users stay on plain HTTP", evidence),
-            RuleResult("http.redirect_scheme", Status.FAIL, f"the redirect points at {shown} (not followed)",
-                       {**evidence, "scheme": parts.scheme}),
-        ]
-    return [
-        RuleResult("http.no_redirect", Status.ERROR, f"not evaluated: the redirect leaves the asset for "
-                   f"{parts.hostname}:{parts.port or 80} over plain HTTP, and is not followed", evidence),
-        RuleResult("http.redirect_offhost", Status.FAIL, f"the first redirect leaves {host} for {parts.netloc} "
-                   "over plain HTTP (not followed)", {**evidence, "first_redirect_host": parts.hostname}),
-    ]
+def _scheme_result(hops: tuple[Hop, ...], refused: tuple[str, str] | None,
+                   evidence: dict[str, object]) -> RuleResult | None:
+    """Judged wherever the site redirects at all: a file:, data: or javascript: target was never fetched."""
+    if not any(hop.location for hop in hops):
+        return None
+    if refused is not None and refused[0] == "scheme":
+        scheme = urlsplit(refused[1]).scheme or "an unknown"
+        return RuleResult("http.redirect_scheme", Status.FAIL,
+                          f"a redirect points at a {scheme}: URL, which no browser should be sent to from a "
+                          "site; it was not followed", {**evidence, "not_followed": refused[1][:200]})
+    return RuleResult("http.redirect_scheme", Status.PASS, "every redirect goes to an http(s) URL", evidence)
 
 
 def _hsts_results(host: str, observation: TransportObservation, settings: TransportSettings) -> list[RuleResult]:
@@ -231,7 +249,7 @@ def _hsts_results(host: str, observation: TransportObservation, settings: Transp
         return [RuleResult("https.missing", Status.ERROR,
                            f"HTTPS could not be used by a standard client: {https.unusable}", {"https_url": https.url})]
     results = [RuleResult("https.missing", Status.PASS, f"{https.url} answers over HTTPS",
-                          {"https_url": https.url, "status": https.status})]
+                          {"https_url": https.url, "status": https.status, "address": https.address})]
     over_http = bool(observation.redirects and observation.redirects.hsts_over_http)
     evidence: dict[str, object] = {"headers": list(https.hsts_values), "sent_over_plain_http": over_http}
     if not https.certificate_valid:

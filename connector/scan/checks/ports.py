@@ -76,7 +76,7 @@ class PortsCheck(Check[PortObservation, PortSettings]):
         asset = target.asset
         ports = tuple(dict.fromkeys(asset.scan_ports if asset.scan_ports is not None
                                     else sorted(settings.catalogue.ports)))
-        address = (await endpoint_of(target, ports[0] if ports else 443).resolve(ctx.settings.connect_timeout))[0]
+        address = (await endpoint_of(target, ports[0] if ports else 443).resolve(ctx.resolver))[0]
         gate = asyncio.Semaphore(settings.parallel)
         results = await asyncio.gather(*(
             _probe(address, port, ctx.settings.connect_timeout, settings.banner_timeout, gate=gate, sockets=ctx.sockets)

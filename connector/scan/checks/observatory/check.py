@@ -114,7 +114,8 @@ class ObservatoryCheck(Check[ObservatoryObservation, ObservatorySettings]):
 
 
 async def _http_chain(web: WebProbe, asset: Asset) -> tuple[tuple[str, ...], Response | None]:
-    """The http:// session as the Observatory runs it: every hop followed, across hosts, up to ten."""
+    """The http:// session as the Observatory runs it: every hop followed across the configured assets, up to
+    ten; the grade is then judged on the last response fetched."""
     url = Target(asset, asset.http_port, scheme="http").url or ""
     chain = [url]
     verified = True
@@ -131,6 +132,8 @@ async def _http_chain(web: WebProbe, asset: Asset) -> tuple[tuple[str, ...], Res
             break
         url = urljoin(url, final.location or "")
         chain.append(url)
+        if web.refusal(url):
+            break  # no configured asset answers there: recorded in the chain, never fetched
     return tuple(chain), _response(final, verified) if final is not None else None
 
 
