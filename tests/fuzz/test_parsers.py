@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 from collections.abc import Callable
 from functools import cache
 from typing import TypeVar
@@ -111,11 +112,12 @@ def test_spf_records_a_writer_emits_are_read_term_by_term(
 @given(st.lists(LABEL, min_size=1, max_size=8), st.from_regex(r"[0-9]{0,2}", fullmatch=True) | st.just(HUGE),
        st.booleans(), st.sampled_from(["", ".", "-", ".-"]))
 @example(["a", "b"], "4" * 40, True, "")
+@example(["0", "1"], "", True, "-")
 def test_spf_domain_macro_keeps_the_right_hand_parts(labels: list[str], digits: str, reverse: bool,
                                                      delimiters: str) -> None:
     domain = ".".join(labels)
     spec = f"%{{d{digits}{'r' if reverse else ''}{delimiters}}}._spf.example.com"
-    split = domain.replace("-", ".").split(".") if "-" in delimiters else domain.split(".")
+    split = re.split(f"[{re.escape(delimiters or '.')}]", domain)  # given delimiters replace "." (RFC 7208 7.3)
     parts = list(reversed(split)) if reverse else split
     # a count past the number of parts (however many digits it has) keeps them all; 0 or none keeps all too
     count = len(parts) if not digits or len(digits.lstrip("0")) > 2 else int(digits)
