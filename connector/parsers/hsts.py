@@ -46,6 +46,7 @@ def parse_hsts(header_values: list[str]) -> Hsts:
     if not re.fullmatch(r"[0-9]+", max_age):  # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
         raise HstsError(f"max-age {max_age!r} is not a number of seconds")
     significant = max_age.lstrip("0") or "0"
-    # More digits than any date needs (int() refuses thousands of them): clamp, as browsers clamp long max-ages
+    # More digits than any date needs: clamp, as browsers clamp long max-ages (int() refuses thousands of digits,
+    # and the evidence must stay a 64-bit integer for orjson and Elasticsearch longs)
     seconds = int(significant) if len(significant) <= _MAX_AGE_DIGITS else 10**_MAX_AGE_DIGITS - 1
     return Hsts(seconds, "includesubdomains" in directives, "preload" in directives)
