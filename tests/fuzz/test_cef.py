@@ -23,8 +23,9 @@ from connector.normalise import Normaliser
 from connector.normalise.cef import CefEncoder
 
 HEADER_KEYS = ("vendor", "product", "version", "signature_id", "name", "severity")
-# Characters CEF has no escape for: C0/C1 controls, DEL, U+2028, U+2029 (NEL is U+0085, a C1 control)
-UNESCAPABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Characters CEF has no escape for: C0/C1 controls, DEL, U+2028, U+2029 (NEL is U+0085, a C1 control), and lone
+# surrogates, which UTF-8 cannot encode
+UNESCAPABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 LINE_BREAKERS = "\n\r\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
 SPEC: dict[str, Any] = {
@@ -43,7 +44,8 @@ def normaliser(catalog: Catalog) -> Normaliser:
     return Normaliser.load(catalog)
 
 
-HOSTILE = st.text(alphabet=st.sampled_from("\\|= \n\r\r\n\x00\x0b\x0c\x85\u2028\u2029\t\x1b\x7fa") | st.characters())
+HOSTILE = st.text(alphabet=st.sampled_from("\\|= \n\r\r\n\x00\x0b\x0c\x85\u2028\u2029\t\x1b\x7fa\ud800")
+                  | st.characters())
 
 
 def read_cef(line: str) -> tuple[list[str], dict[str, str]]:
@@ -96,6 +98,7 @@ def assert_one_safe_line(line: str) -> None:
     assert not set(line) & set(LINE_BREAKERS), f"raw line separator in {line!r}"
     assert not UNESCAPABLE.search(line)
     assert len(line.splitlines()) == 1
+    line.encode("utf-8")  # what every sink does with it
 
 
 def header_as_read(value: str) -> str:
@@ -103,7 +106,8 @@ def header_as_read(value: str) -> str:
 
 
 def extension_as_read(value: str) -> str:
-    return re.sub(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]", " ", value)  # CR and LF survive, escaped
+    """CR and LF survive (escaped); the other unescapable characters are spaces."""
+    return re.sub(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]", " ", value)
 
 
 @given(st.fixed_dictionaries({key: HOSTILE for key in HEADER_KEYS}), st.fixed_dictionaries({
@@ -130,7 +134,8 @@ def test_cef_lines_read_back_exactly_and_never_break(header: dict[str, str], ext
 def test_findings_with_hostile_text_become_one_readable_cef_line(normaliser: Normaliser, message: str, owner: str,
                                                                   evidence: dict[str, str]) -> None:
     now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-    host = f"owner-{zlib.crc32(owner.encode())}.test"  # the normaliser caches an asset's fields by its id
+    # the normaliser caches an asset's fields by its id: one host per owner
+    host = f"owner-{zlib.crc32(owner.encode('utf-8', 'surrogatepass'))}.test"
     finding = Finding(rule_id="cert.expired", check="certificate", status=Status.FAIL, severity=Severity.CRITICAL,
                       message=message, asset=Asset(host=host, owner=owner or None), port=443,
                       scheme="https", scan_id="scan-1", observed_at=now, first_seen=now, last_seen=now,
