@@ -21,11 +21,16 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=float(value))
-    match = _DURATION.match(str(value))
-    if match is None:
-        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 15m, 24h, 7d)")
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if match is None:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 15m, 24h, 7d)")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # pydantic reports ValueError with the field's location; OverflowError would escape it
+        raise ValueError(f"duration {value!r} is out of range (at most 999999999 days)") from None
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]

@@ -14,17 +14,22 @@ _KEY = re.compile(r"^[A-Za-z0-9]+$")
 _LABELLED = re.compile(r"^(cs[1-6]|cn[1-3]|cfp[1-4]|c6a[1-4]|deviceCustomDate[12]|flexString[12]|flexNumber[12])$")
 
 
+# C0 and C1 controls (NUL, VT, FF, NEL, ...), DEL and the Unicode line and paragraph separators: receivers split
+# lines or truncate at some of them and CEF has no escape for them, so they become spaces. So do lone surrogates
+# (JSON's "\ud800" decodes to one), which no UTF-8 line can carry.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
 def escape_header(value: Any) -> str:
-    """Header fields: backslash and pipe are escaped; line breaks cannot appear in a header, so become spaces."""
+    """Header fields: backslash and pipe are escaped; a header has no line breaks: CR LF and controls become spaces."""
     text = str(value).replace("\\", "\\\\").replace("|", "\\|")
-    return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    return _UNSAFE.sub(" ", text.replace("\r\n", " "))
 
 
 def escape_extension(value: Any) -> str:
-    """Extension values: backslash, equals sign, CR and LF are escaped; pipes are left alone."""
-    return (
-        str(value).replace("\\", "\\\\").replace("=", "\\=").replace("\r", "\\r").replace("\n", "\\n")
-    )
+    """Extension values: backslash, equals sign, CR and LF are escaped, other controls become spaces; pipes stay."""
+    text = str(value).replace("\\", "\\\\").replace("=", "\\=").replace("\r", "\\r").replace("\n", "\\n")
+    return _UNSAFE.sub(" ", text)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 ONE_YEAR = 31_536_000
+_MAX_AGE_DIGITS = 18  # ~3e10 years: beyond it every value means "for ever"
 
 _DIRECTIVE = re.compile(r'^\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^\s;"]*))?\s*$')
 
@@ -42,6 +43,10 @@ def parse_hsts(header_values: list[str]) -> Hsts:
     if "max-age" not in directives:
         raise HstsError("max-age directive is missing")
     max_age = directives["max-age"] or ""
-    if not max_age.isdigit():
+    if not re.fullmatch(r"[0-9]+", max_age):  # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
         raise HstsError(f"max-age {max_age!r} is not a number of seconds")
-    return Hsts(int(max_age), "includesubdomains" in directives, "preload" in directives)
+    significant = max_age.lstrip("0") or "0"
+    # More digits than any date needs: clamp, as browsers clamp long max-ages (int() refuses thousands of digits,
+    # and the evidence must stay a 64-bit integer for orjson and Elasticsearch longs)
+    seconds = int(significant) if len(significant) <= _MAX_AGE_DIGITS else 10**_MAX_AGE_DIGITS - 1
+    return Hsts(seconds, "includesubdomains" in directives, "preload" in directives)

@@ -156,8 +156,10 @@ def expand_domain(spec: str, domain: str) -> str | None:
         parts = re.split("[" + re.escape(match["delimiters"] or ".") + "]", domain)
         if match["reverse"]:
             parts.reverse()
-        if match["digits"]:
-            parts = parts[-int(match["digits"]):] if int(match["digits"]) else parts
+        digits = match["digits"]
+        # ten digits or more exceed any DNS name's label count (and int() refuses thousands of them): all parts
+        if digits and len(digits) < 10 and int(digits):
+            parts = parts[-int(digits):]
         return ".".join(parts)
 
     try:
