@@ -118,9 +118,6 @@ def test_any_hec_reply_gives_verdicts_or_a_transient_error(receiver: _ReplyServe
         hec.health()
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="HEC sink: `code in DATA_ERRORS` raises TypeError when a 400 reply's code is a list or an "
-                          "object (unhashable); the HEC sink is being reworked elsewhere")
 @given(st.lists(JSON, max_size=2) | st.dictionaries(st.text(max_size=4), JSON, max_size=2))
 @example([1])
 def test_hec_code_of_any_json_type_is_handled(receiver: _ReplyServer, hec: Sink[Any], code: Any) -> None:
@@ -128,9 +125,6 @@ def test_hec_code_of_any_json_type_is_handled(receiver: _ReplyServer, hec: Sink[
     outcome_or_transient(hec, events(1))
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="HEC sink: replies are read with response.json(), and a deeply nested body raises "
-                          "RecursionError, which `except ValueError` does not catch")
 @given(st.integers(100_000, 200_000), st.sampled_from([b"[", b'{"a":']))
 @example(100_000, b"[")
 def test_hec_deeply_nested_reply_is_unreadable_not_a_crash(receiver: _ReplyServer, hec: Sink[Any], depth: int,

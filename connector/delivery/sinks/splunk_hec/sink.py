@@ -149,7 +149,8 @@ class SplunkHecSink(Sink[SplunkHecSettings]):
         except httpx.HTTPError as exc:
             raise TransientSinkError(f"HEC {self.base}: {describe_error(exc)}") from None
         status, reply = response.status_code, _json(response)
-        code, text = reply.get("code"), reply.get("text", "")
+        code, text = reply.get("code"), str(reply.get("text", ""))
+        code = code if isinstance(code, int) and not isinstance(code, bool) else None  # a receiver's garbage
         if status == 200 and code == 0:
             if self.settings.ack:
                 self._await_ack(reply.get("ackId"))
@@ -238,7 +239,7 @@ def _verify(settings: SplunkHecSettings) -> ssl.SSLContext | bool:
 def _json(response: httpx.Response) -> dict[str, Any]:
     try:
         value = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than any real reply
         return {}
     return value if isinstance(value, dict) else {}
 
