@@ -18,11 +18,14 @@ from typing import Any
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from connector.core import metrics
+from connector.core.errors import ConfigError
 from connector.core.events import SpooledEvent
 from connector.delivery.sinks.base import Sink, TransientSinkError
 from connector.delivery.spool import Spool
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_CEILING = 300.0  # seconds: a receiver's Retry-After is honoured up to this
 
 
 class Shipper:
@@ -38,6 +41,7 @@ class Shipper:
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self._thread = threading.Thread(target=self._run, name=f"ship-{sink.name}", daemon=True)
+        self.failed: str | None = None  # why the sink stopped for good (a configuration error)
 
     def start(self) -> None:
         self._thread.start()
@@ -67,6 +71,12 @@ class Shipper:
                 backoff = self.initial_backoff
             except RetryError:
                 break  # stopping during a retry
+            except ConfigError as exc:
+                # retrying cannot help (e.g. ack against a receiver without acknowledgement): stop this sink loudly;
+                # its events stay spooled for when the configuration is fixed
+                log.error("sink %s stopped: %s; its events stay in the spool", self.sink.name, exc)  # noqa: TRY400
+                self.failed = str(exc)
+                break
             except Exception:
                 log.exception("sink %s: shipping failed; trying again in %.1fs", self.sink.name, backoff)
                 self.stopping.wait(backoff)
@@ -87,10 +97,18 @@ class Shipper:
             log.warning("sink %s: %s; retrying in %.1fs (attempt %d)", self.sink.name, error,
                         state.upcoming_sleep, state.attempt_number)
 
+        backoff = wait_exponential_jitter(multiplier=self.initial_backoff, max=self.max_backoff,
+                                          jitter=self.initial_backoff)
+
+        def wait(state: RetryCallState) -> float:
+            """The backoff, or the receiver's Retry-After when it asked for longer (never past the ceiling)."""
+            error = state.outcome.exception() if state.outcome else None
+            asked = error.retry_after if isinstance(error, TransientSinkError) else None
+            return max(backoff(state), min(asked or 0.0, RETRY_AFTER_CEILING))
+
         retrying = Retrying(
             retry=retry_if_exception_type(TransientSinkError),
-            wait=wait_exponential_jitter(multiplier=self.initial_backoff, max=self.max_backoff,
-                                         jitter=self.initial_backoff),
+            wait=wait,
             stop=lambda _state: self.stopping.is_set(),
             sleep=self._sleep,
             before_sleep=before_sleep,
@@ -117,7 +135,7 @@ class Shipper:
                     return
             try:
                 outcome = self.sink.send(pending)
-            except TransientSinkError:
+            except (TransientSinkError, ConfigError):
                 raise
             except Exception as exc:  # a sink bug must not lose events or kill the shipper
                 internal_errors += 1

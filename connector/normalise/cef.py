@@ -16,8 +16,9 @@ _LABELLED = re.compile(r"^(cs[1-6]|cn[1-3]|cfp[1-4]|c6a[1-4]|deviceCustomDate[12
 
 # C0 and C1 controls (NUL, VT, FF, NEL, ...), DEL and the Unicode line and paragraph separators: receivers split
 # lines or truncate at some of them and CEF has no escape for them, so they become spaces. So do lone surrogates
-# (JSON's "\ud800" decodes to one), which no UTF-8 line can carry.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# (JSON's "\ud800" decodes to one), which no UTF-8 line can carry. TAB stays: it splits nothing, and rsyslog and
+# ArcSight keep it.
+_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def escape_header(value: Any) -> str:

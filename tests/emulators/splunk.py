@@ -446,9 +446,10 @@ class SplunkEmulator:
 
     # ----- fault injection and acknowledgement control -----------------------------------------------------
 
-    def fail_next(self, times: int, status: int, code: int, text: str) -> None:
-        """Answer the next ``times`` event/raw POSTs with ``status`` and ``{"text": text, "code": code}``."""
-        self._queue_fault("fail", times, status, code, text)
+    def fail_next(self, times: int, status: int, code: int, text: str, retry_after: int | None = None) -> None:
+        """Answer the next ``times`` event/raw POSTs with ``status`` and ``{"text": text, "code": code}``, and a
+        ``Retry-After`` header when given (as a load balancer in front of HEC sends with 429 or 503)."""
+        self._queue_fault("fail", times, status, code, text, retry_after)
 
     def drop_next(self, times: int) -> None:
         """Read the next ``times`` event/raw POSTs, then hang up without any answer."""
@@ -542,8 +543,9 @@ class SplunkEmulator:
         elif kind == "garbage":
             handler.send(_Reply(200, b"<html>proxy error</html>", "text/html"))
         else:
-            _, _, status, code, text = fault
-            handler.send(_hec_reply(status, code, text))
+            _, _, status, code, text, retry_after = fault
+            headers = (("Retry-After", str(retry_after)),) if retry_after is not None else ()
+            handler.send(_hec_reply(status, code, text), headers)
 
     def _decode_body(self, headers: dict[str, str], raw: bytes) -> tuple[bytes, _Reply | None]:
         """gzip is the only content coding HEC accepts; deflate is refused (splunk-connect-for-syslog PR #2254)."""

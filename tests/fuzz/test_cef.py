@@ -23,9 +23,9 @@ from connector.normalise import Normaliser
 from connector.normalise.cef import CefEncoder
 
 HEADER_KEYS = ("vendor", "product", "version", "signature_id", "name", "severity")
-# Characters CEF has no escape for: C0/C1 controls, DEL, U+2028, U+2029 (NEL is U+0085, a C1 control), and lone
-# surrogates, which UTF-8 cannot encode
-UNESCAPABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# Characters CEF has no escape for: C0/C1 controls but TAB, DEL, U+2028, U+2029 (NEL is U+0085, a C1 control), and
+# lone surrogates, which UTF-8 cannot encode
+UNESCAPABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 LINE_BREAKERS = "\n\r\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
 SPEC: dict[str, Any] = {

@@ -23,7 +23,23 @@ EventFormat = Literal["ecs", "cef"]
 
 
 class TransientSinkError(ConnectorError):
-    """The receiver is unreachable, busy, or answered something unusable: keep the events and retry."""
+    """The receiver is unreachable, busy, or answered something unusable: keep the events and retry.
+
+    ``retry_after``: the receiver asked for this many seconds' rest (429/503 Retry-After); the shipper waits at
+    least that long, within its ceiling."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header in seconds (the HTTP-date form is rare from collectors and read as absent)."""
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < 86_400 else None
 
 
 @dataclass

@@ -2,9 +2,20 @@
 
 HEC answers a batch with one status. On a bad event it says which one ("invalid-event-number": the events
 before it were indexed), so that event becomes a dead letter and only the ones after it are retried. A body
-that is too large (413) or rejected without naming the event is bisected until the culprit is alone. Token and
-server problems keep every event (retried with backoff): a wrong token is a configuration error, not bad data.
-With indexer acknowledgement a batch counts as delivered only when Splunk acknowledges its ackId.
+that is too large (413, whatever its body: Splunk's is an HTML page, Fluent Bit's is empty) or rejected without
+naming the event is bisected until the culprit is alone. Token and server problems keep every event (retried
+with backoff, or after the receiver's Retry-After): a wrong token is a configuration error, not bad data.
+
+What "delivered" means:
+- without ``ack``: the receiver answered 200 with code 0, i.e. it accepted the batch. Splunk has parsed it
+  and queued it for indexing; a crash of the indexer before writing can still lose it. Fluent Bit and other
+  HEC-compatible receivers mean only "taken into memory" (with their own flush interval).
+- with ``ack: true``: Splunk's indexer acknowledgement said the events were written (``/services/collector/ack``
+  returned true for the batch's ackId). A receiver without indexer acknowledgement cannot give that promise,
+  so the sink refuses to start against it (a configuration error naming ``ack``) instead of re-sending forever.
+
+Any 2xx from the health endpoint counts as healthy (Splunk answers code 17, Fluent Bit code 200); a receiver
+without one is not blocked on it: the answers to sends decide.
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ import httpx
 import orjson
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
-from connector.core.errors import ConnectorError
+from connector.core.errors import ConfigError, ConnectorError
 from connector.core.events import SpooledEvent
 from connector.core.model import Severity
 from connector.core.units import Duration, Secret
@@ -33,6 +44,7 @@ from connector.delivery.sinks.base import (
     TransientSinkError,
     describe_error,
     meta,
+    retry_after_seconds,
 )
 
 # HEC reply codes (Splunk docs, "Troubleshoot HTTP Event Collector"): data errors are per event and final.
@@ -118,11 +130,15 @@ class SplunkHecSink(Sink[SplunkHecSettings]):
         self.client = httpx.Client(headers=headers, timeout=settings.timeout, verify=_verify(settings))
 
     def open(self) -> None:
+        """Reachable, and able to acknowledge when ``ack`` is on; a missing health endpoint does not block."""
         try:
             self.health()
         except ConnectorError as exc:
-            # Not fatal: events stay spooled and sending retries. Say so once, loudly, at start.
-            raise TransientSinkError(f"HEC at {self.base} is not ready: {exc}") from None
+            if "cannot reach" in str(exc):
+                # Not fatal: events stay spooled and sending retries. Say so once, loudly, at start.
+                raise TransientSinkError(f"HEC at {self.base} is not ready: {exc}") from None
+        if self.settings.ack:
+            self._check_acknowledgement()
 
     def health(self) -> str:
         try:
@@ -130,9 +146,41 @@ class SplunkHecSink(Sink[SplunkHecSettings]):
         except httpx.HTTPError as exc:
             raise TransientSinkError(f"cannot reach {self.base}: {describe_error(exc)}") from None
         body = _json(response)
-        if response.status_code == 200 and body.get("code") == HEALTHY:
-            return f"HEC at {self.base} is healthy"
-        raise TransientSinkError(f"HEC health check answered {response.status_code}: {body or response.text[:200]}")
+        if 200 <= response.status_code < 300:
+            self._check_token()
+            if body.get("code") == HEALTHY:
+                return f"HEC at {self.base} is healthy; the token is accepted"
+            return f"HEC at {self.base} answers its health check ({response.status_code}) and accepts the token"
+        raise TransientSinkError(f"HEC health check answered {response.status_code}: {body or response.text[:200]}; "
+                                 "sending is tried anyway, and its answers decide")
+
+    def _check_token(self) -> None:
+        """The health endpoint takes no token; an empty batch does (Splunk and Fluent Bit answer 400 "No data"
+        for a good token, 401/403 for a bad one), and indexes nothing."""
+        try:
+            response = self.client.post(f"{self.base}/services/collector/event", content=b"")
+        except httpx.HTTPError as exc:
+            raise TransientSinkError(f"cannot reach {self.base}: {describe_error(exc)}") from None
+        if response.status_code in (401, 403):
+            reply = _json(response)
+            raise TransientSinkError(f"HEC refused the token (HTTP {response.status_code}, code {reply.get('code')}: "
+                                     f"{reply.get('text', '')}); events are kept until the token is fixed")
+
+    def _check_acknowledgement(self) -> None:
+        """An ack query for no ackId: Splunk with useACK answers 200 {"acks": {}}; a receiver without indexer
+        acknowledgement answers 400 or 404, and then nothing it accepts could ever be confirmed."""
+        try:
+            response = self.client.post(f"{self.base}/services/collector/ack", params={"channel": self.channel},
+                                        json={"acks": []})
+        except httpx.HTTPError as exc:
+            raise TransientSinkError(f"HEC ack check: {describe_error(exc)}") from None
+        if response.status_code in (401, 403):
+            raise TransientSinkError(f"HEC refused the token on the ack check (HTTP {response.status_code})")
+        if response.status_code != 200 or not isinstance(_json(response).get("acks"), dict):
+            raise ConfigError(
+                f"sinks: {self.name}: ack is true, but {self.base} has no indexer acknowledgement "
+                f"(/services/collector/ack answered {response.status_code}); set ack: false, or enable useACK "
+                "on the token")
 
     def send(self, events: Sequence[SpooledEvent]) -> SendOutcome:
         outcome = SendOutcome()
@@ -155,11 +203,17 @@ class SplunkHecSink(Sink[SplunkHecSettings]):
             if self.settings.ack:
                 self._await_ack(reply.get("ackId"))
             return
+        if status == 413:  # before the body is read: Splunk's 413 is HTML, Fluent Bit's is empty
+            self._bisect(events, envelopes, outcome, "request too large for HEC (413), even as one event")
+            return
+        if status in (429, 503):
+            raise TransientSinkError(f"HEC is busy (HTTP {status}{f', code {code}' if code is not None else ''})",
+                                     retry_after=retry_after_seconds(response.headers.get("retry-after")))
+        if status in (401, 403):
+            raise TransientSinkError(f"HEC refused the token (HTTP {status}, code {code}: {text}); "
+                                     "events are kept until the token is fixed")
         if not reply:
             raise TransientSinkError(f"HEC answered {status} with an unreadable body: {response.text[:120]!r}")
-        if status == 413:
-            self._bisect(events, envelopes, outcome, "request too large for HEC (413)")
-            return
         if status == 400 and code in DATA_ERRORS:
             bad = reply.get("invalid-event-number")
             if isinstance(bad, int) and 0 <= bad < len(events):
@@ -171,9 +225,6 @@ class SplunkHecSink(Sink[SplunkHecSettings]):
                 return
             self._bisect(events, envelopes, outcome, f"HEC code {code}: {text}")
             return
-        if status in (401, 403):
-            raise TransientSinkError(f"HEC refused the token (HTTP {status}, code {code}: {text}); "
-                                     "events are kept until the token is fixed")
         raise TransientSinkError(f"HEC answered HTTP {status}, code {code}: {text}")
 
     def _bisect(self, events: list[SpooledEvent], envelopes: dict[int, bytes], outcome: SendOutcome,
@@ -207,7 +258,9 @@ class SplunkHecSink(Sink[SplunkHecSettings]):
 
     def _await_ack(self, ack_id: object) -> None:
         if not isinstance(ack_id, int):
-            raise TransientSinkError("HEC did not return an ackId although acknowledgement is enabled")
+            # accepted but unconfirmable: re-sending would duplicate what the receiver already has
+            raise ConfigError(f"sinks: {self.name}: ack is true, but {self.base} accepted a batch without an ackId "
+                              "(no indexer acknowledgement); set ack: false, or enable useACK on the token")
         deadline = time.monotonic() + self.settings.ack_timeout.total_seconds()
         while time.monotonic() < deadline:
             try:
