@@ -6,22 +6,65 @@ line and exit code 70); no traceback reaches the user.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 from connector import __version__
-from connector.cli._common import console_err, fail
-from connector.core.errors import ConnectorError
-from connector.core.limits import raise_open_files_limit
-from connector.core.logsetup import configure
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# Where each command lives and its one-line help, so that `connector --help` and `--version` import no command
+# module (and none of the network, SIEM and crypto libraries they pull in). tests/cli keep the lines equal to
+# the commands' own help.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "rules": ("admin", "List the rule catalog: id, severity, category, title and compliance controls."),
+    "validate": ("admin", "Check a configuration (and the rule catalog and mappings it uses) without scanning "
+                          "anything."),
+    "doctor": ("delivery", "Check the configuration, every sink's reachability and health, and the spool."),
+    "run": ("run", "Run as a long-lived collector: scan assets on their schedule until SIGTERM; with a respond: "
+                   "section, also receive SIEM and SOAR callbacks and run their playbooks."),
+    "scan": ("scan", "Scan targets once with every check and write ECS or CEF events."),
+    "spool": ("delivery", "Inspect the on-disk spool and its dead letters; replay or purge them."),
+    "splunk": ("siem", "Create or check the Splunk index and HEC input; verify events arrived."),
+    "elastic": ("siem", "Install the Elasticsearch templates, ILM policy and ingest pipeline."),
+    "respond": ("respond", "The SOAR callback receiver, its playbooks and its action queue."),
+    "playbooks": ("respond", "Check, list and dry-run playbooks."),
+}
+
+
+class _LazyGroup(TyperGroup):
+    """Lists commands from LAZY_COMMANDS and imports a command's module only when that command is invoked."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        for name, (_module, short_help) in LAZY_COMMANDS.items():
+            self.commands.setdefault(name, TyperCommand(name, help=short_help))
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:  # typer's vendored click types are private
+        if args and args[0] in LAZY_COMMANDS:
+            self.commands[args[0]] = load_command(args[0])
+        return super().resolve_command(ctx, args)
+
+
+def load_command(name: str) -> Any:
+    """The real command: importing its module registers it on ``app``, then typer builds it."""
+    importlib.import_module(f"connector.cli.{LAZY_COMMANDS[name][0]}")
+    group = typer.main.get_command(app)
+    if not isinstance(group, TyperGroup):
+        raise TypeError(f"typer built {type(group).__name__} for the connector app, not a group")
+    return group.commands[name]
+
 
 app = typer.Typer(
     name="connector",
     help="Security-posture connector: scan a web estate, ship ECS/CEF findings to your SIEM.",
+    cls=_LazyGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -41,28 +84,40 @@ def _global(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")]
     = False,
 ) -> None:
+    from connector.core.logsetup import configure  # noqa: PLC0415  (lazy: see LAZY_COMMANDS)
+
     if log_level.lower() not in ("debug", "info", "warning", "error"):
+        from connector.cli._common import fail  # noqa: PLC0415
+
         fail(f"--log-level must be debug, info, warning or error, not {log_level!r}")
     configure(log_level, log_json)
 
 
-def _register() -> None:
-    from connector.cli import admin, delivery, respond, run, scan, siem  # noqa: F401, PLC0415  (importing registers them)
-
-
 def main() -> None:
-    _register()
+    from connector.core.limits import raise_open_files_limit  # noqa: PLC0415  (lazy: see LAZY_COMMANDS)
+
     raise_open_files_limit()  # probes budget their sockets below this limit: the higher, the more run at once
     try:
         app()
-    except ConnectorError as exc:
-        console_err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
-        sys.exit(2)
     except KeyboardInterrupt:
-        console_err.print("interrupted")
+        _console_err().print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # a bug: one line for the user, the traceback only in debug logs
+    except Exception as exc:
+        from rich.markup import escape  # noqa: PLC0415  (lazy: see LAZY_COMMANDS)
+
+        from connector.core.errors import ConnectorError  # noqa: PLC0415
+
+        if isinstance(exc, ConnectorError):
+            _console_err().print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+            sys.exit(2)
+        # a bug: one line for the user, the traceback only in debug logs
         logging.getLogger("connector").debug("unexpected error", exc_info=True)
-        console_err.print(f"[red]internal error:[/red] {escape(repr(exc))} (run with --log-level debug for "
-                          "the traceback; please report it)", highlight=False)
+        _console_err().print(f"[red]internal error:[/red] {escape(repr(exc))} (run with --log-level debug for "
+                             "the traceback; please report it)", highlight=False)
         sys.exit(70)
+
+
+def _console_err() -> Console:
+    from connector.cli._common import console_err  # noqa: PLC0415  (lazy: see LAZY_COMMANDS)
+
+    return console_err

@@ -99,7 +99,8 @@ def scan_command(
     = None,
     http_port: Annotated[int | None, typer.Option(help="Plain-HTTP port checked for redirects (default 80).")]
     = None,
-    no_http: Annotated[bool, typer.Option(help="Do not check plain HTTP.")] = False,
+    http: Annotated[bool, typer.Option("--http/--no-http", help="Check plain HTTP (the redirect to HTTPS).")]
+    = True,
     ca_bundle: Annotated[Path | None, typer.Option(help="PEM roots to trust instead of the system store.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds per connection (default 5).")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Targets probed at once (default 32).")] = None,
@@ -120,7 +121,7 @@ def scan_command(
         fail(f"--format must be ecs or cef, not {output_format!r}")
     threshold = _severity(fail_on) if fail_on else None
     loaded: Config | None = load_config(config) if config else None
-    assets = _assets_from_targets(targets or [], resolve or [], http_port, no_http, criticality)
+    assets = _assets_from_targets(targets or [], resolve or [], http_port, not http, criticality)
     if not assets and loaded is not None:
         assets = list(loaded.assets)
     if not assets:

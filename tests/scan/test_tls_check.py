@@ -8,10 +8,12 @@ export with a weak cipher), so those scenarios expect the implied rules too, and
 from __future__ import annotations
 
 import ssl
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from connector.core.model import Asset, Status
+from connector.core.model import Asset, Severity, Status
 from support.fake_tls import SSL3, TLS10, TLS12, LegacyServer
 from support.pki import Pki
 from support.scanning import errors, failing, result, run_scan
@@ -116,3 +118,73 @@ def test_weak_class_accepted_only_under_an_older_version_is_found(pki: Pki, cata
     assert rc4.status is Status.FAIL
     assert rc4.evidence == {"class": "rc4", "accepted": True, "suite": "TLS_RSA_WITH_RC4_128_SHA",
                             "protocol": "TLSv1.0"}
+
+
+@pytest.fixture(scope="module")
+def dh1024(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A freshly generated (so not well-known) 1024-bit group, as `openssl dhparam 1024` gives an admin."""
+    params = tmp_path_factory.mktemp("dh") / "dh1024.pem"
+    subprocess.run(["openssl", "dhparam", "-out", str(params), "1024"], check=True, capture_output=True)
+    return params
+
+
+DHE_AND_ECDHE = "ECDHE+AESGCM:DHE-RSA-AES128-GCM-SHA256"
+
+
+def test_dhe_with_a_1024_bit_group_is_a_high_finding(dh1024: Path, pki: Pki, catalog) -> None:
+    issued = pki.intermediate.issue(["dh1024.test"])
+    context = tls_context(issued, ciphers=DHE_AND_ECDHE, legacy=True, dh_params=dh1024)
+    with site("dh1024.test", issued, context=context) as weak:
+        findings = scan_tls(weak.asset, pki, catalog)
+    dh = result(findings, "tls.dh_weak")
+    assert dh.status is Status.FAIL
+    assert dh.severity is Severity.HIGH
+    assert dh.evidence["bits"] == 1024
+    assert dh.evidence["suite"] == "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"
+    assert dh.evidence["well_known_group"] is None
+    assert failing(findings) == {"tls.dh_weak"}
+    # ECDHE wins the version probes, so one DHE-only hello is the only extra connection
+    assert dh.observed["tls_scan"]["connections"] <= 7
+
+
+def test_dhe_already_chosen_by_a_version_probe_costs_no_extra_connection(dh1024: Path, pki: Pki,
+                                                                         catalog) -> None:
+    issued = pki.intermediate.issue(["dheonly.test"])
+    context = tls_context(issued, ciphers="DHE-RSA-AES128-GCM-SHA256", legacy=True, dh_params=dh1024,
+                          maximum=ssl.TLSVersion.TLSv1_2)
+    with site("dheonly.test", issued, context=context) as weak:
+        findings = scan_tls(weak.asset, pki, catalog)
+    dh = result(findings, "tls.dh_weak")
+    assert (dh.status, dh.evidence["bits"], dh.evidence["protocol"]) == (Status.FAIL, 1024, "TLSv1.2")
+    assert dh.observed["tls_scan"]["connections"] == 6  # five version hellos and the weak-class hello
+
+
+def test_dhe_with_a_2048_bit_group_passes_and_names_the_published_group(pki: Pki, catalog) -> None:
+    issued = pki.intermediate.issue(["dh2048.test"])
+    context = tls_context(issued, ciphers=DHE_AND_ECDHE, dh=True)
+    with site("dh2048.test", issued, context=context) as strong:
+        findings = scan_tls(strong.asset, pki, catalog)
+    dh = result(findings, "tls.dh_weak")
+    assert dh.status is Status.PASS
+    assert dh.evidence["bits"] == 2048
+    assert dh.evidence["well_known_group"] == "RFC 7919 ffdhe2048"
+    assert failing(findings) == set()
+
+
+def test_ecdhe_only_server_has_no_dh_finding(pki: Pki, catalog) -> None:
+    with site("ecdhe.test", pki.intermediate.issue(["ecdhe.test"])) as ecdhe:
+        findings = scan_tls(ecdhe.asset, pki, catalog)
+    dh = result(findings, "tls.dh_weak")
+    assert dh.status is Status.PASS
+    assert dh.evidence["accepted"] is False
+    assert dh.message.startswith("not applicable: no DHE suite accepted")
+
+
+def test_dhe_suite_without_a_server_key_exchange_is_an_error_not_a_pass(pki: Pki, catalog) -> None:
+    """The hello-only server chooses TLS_DHE_RSA_WITH_AES_128_GCM_SHA256 but never sends its DH group."""
+    with LegacyServer({TLS12}, [0x009E], pki.intermediate.issue(["noske.test"])) as broken:
+        asset = Asset(host="noske.test", address="127.0.0.1", ports=(broken.port,), http_port=None)
+        findings = scan_tls(asset, pki, catalog)
+    dh = result(findings, "tls.dh_weak")
+    assert dh.status is Status.ERROR
+    assert "sent no ServerKeyExchange" in dh.message

@@ -121,9 +121,11 @@ def tls_context(
     legacy: bool = False,
     options: int = 0,
     dh: bool = False,
+    dh_params: Path | None = None,
 ) -> ssl.SSLContext:
     """A server context; ``legacy`` drops OpenSSL's security level so weak keys, SHA-1 and TLS 1.0 load;
-    ``dh`` loads finite-field DH parameters, without which OpenSSL offers no DHE or anonymous-DH suite."""
+    ``dh`` loads finite-field DH parameters (``dh_params``, else ffdhe2048), without which OpenSSL offers no DHE
+    or anonymous-DH suite."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = minimum
     context.maximum_version = maximum
@@ -132,7 +134,9 @@ def tls_context(
     with tempfile.TemporaryDirectory() as scratch:
         cert, key = issued.write(Path(scratch), "server")
         context.load_cert_chain(cert, key)
-        if dh:
+        if dh_params is not None:
+            context.load_dh_params(str(dh_params))
+        elif dh:
             params = Path(scratch) / "dh.pem"
             subprocess.run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048",
                             "-out", str(params)], check=True, capture_output=True)

@@ -37,6 +37,8 @@ class HelloAnswer:
     cipher_suite: int | None = None
     certificates: tuple[bytes, ...] = ()
     reason: str = ""
+    dh: wire.DhParams | None = None  # the group of an accepted DHE or DH_anon suite
+    dh_error: str = ""  # why a DHE ServerKeyExchange could not be read
 
     @property
     def suite_name(self) -> str | None:
@@ -104,6 +106,11 @@ class TlsProber:
             if answer.accepted and answer.certificates:
                 return answer.certificates, f"{version.label} handshake"
         raise ProbeError(f"{self.endpoint}: the server presented no certificate ({'; '.join(reasons)})")
+
+    def answers_so_far(self) -> list[HelloAnswer]:
+        """The answers already received, so a check can reuse what earlier probes saw instead of asking again."""
+        return [task.result() for task in self._answers.values()
+                if task.done() and not task.cancelled() and task.exception() is None]
 
     def cancel_pending(self) -> None:
         """Stop probes still running when a check timed out, so nothing outlives its scan."""
@@ -184,10 +191,20 @@ class TlsProber:
             raise ProbeError(
                 f"{self.endpoint}: server chose cipher suite 0x{hello.cipher_suite:04X}, which was not offered"
             )
+        dh, dh_error = None, ""
+        if suite(hello.cipher_suite).finite_field_dh:
+            if flight.key_exchange is None:
+                dh_error = "the server sent no ServerKeyExchange for its DHE suite"
+            else:
+                try:
+                    dh = wire.parse_dh_params(flight.key_exchange)
+                except wire.MalformedServerHelloError as exc:
+                    dh_error = str(exc)
         return HelloAnswer(
             version, accepted=True, version=hello.version, cipher_suite=hello.cipher_suite,
             certificates=tuple(flight.certificates),
             reason="hello retry request" if hello.retry_request else "server hello",
+            dh=dh, dh_error=dh_error,
         )
 
     async def _full_handshake(self) -> Handshake:

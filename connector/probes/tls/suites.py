@@ -48,6 +48,11 @@ class CipherSuite:
         """PSK, SRP and Kerberos suites cannot be negotiated by an anonymous scanner; never offer them."""
         return bool(_NON_INTERACTIVE_KX.search(self.key_exchange))
 
+    @property
+    def finite_field_dh(self) -> bool:
+        """DHE and DH_anon suites send their group in the ServerKeyExchange (the PSK variants are never offered)."""
+        return self.key_exchange.startswith(("DHE_", "DH_anon")) and not self.needs_preshared_secret
+
 
 def _classify(code: int, name: str) -> CipherSuite:
     bare = name.removeprefix("OLD_").removeprefix("TLS_").removeprefix("SSL_")
@@ -115,3 +120,9 @@ def offerable_legacy_suites() -> tuple[int, ...]:
 def legacy_suites_in(classes: set[SuiteClass] | frozenset[SuiteClass]) -> tuple[int, ...]:
     """Offerable suites that belong to at least one of ``classes``."""
     return tuple(code for code in offerable_legacy_suites() if all_suites()[code].classes & classes)
+
+
+@cache
+def finite_field_dh_suites() -> tuple[int, ...]:
+    """Offerable suites with an ephemeral finite-field DH key exchange, to learn the server's DH group."""
+    return tuple(code for code in offerable_legacy_suites() if all_suites()[code].finite_field_dh)

@@ -203,6 +203,7 @@ class ServerFlight:
     certificates: list[bytes] = field(default_factory=list)
     alert: Alert | None = None
     hello_done: bool = False
+    key_exchange: bytes | None = None  # the ServerKeyExchange body; its layout depends on the chosen suite
     encrypted_follows: bool = False
     _records: bytearray = field(default_factory=bytearray)
     _handshake: bytearray = field(default_factory=bytearray)
@@ -228,7 +229,8 @@ class ServerFlight:
             return False
         if not want_certificates or self.hello.retry_request or self.hello.version == TlsVersion.TLS1_3:
             return True
-        return self.hello_done or bool(self.certificates)
+        # the ServerKeyExchange follows the Certificate, and carries the DH group for the weak-DH rule
+        return self.hello_done or (bool(self.certificates) and self.key_exchange is not None)
 
     def _on_record(self, content_type: ContentType, body: bytes) -> None:
         if content_type is ContentType.ALERT:
@@ -256,6 +258,8 @@ class ServerFlight:
             self.hello = parse_server_hello(message)
         elif kind == HandshakeType.CERTIFICATE and self.hello is not None:
             self.certificates = parse_certificate_list(message)
+        elif kind == HandshakeType.SERVER_KEY_EXCHANGE and self.hello is not None:
+            self.key_exchange = message
         elif kind == HandshakeType.SERVER_HELLO_DONE:
             self.hello_done = True
 
@@ -300,3 +304,31 @@ def parse_certificate_list(message: bytes) -> list[bytes]:
         certificates.append(der)
         offset += 3 + length
     return certificates
+
+
+@dataclass(frozen=True)
+class DhParams:
+    """The finite-field group a DHE or DH_anon server chose (RFC 5246, 7.4.3: ServerDHParams)."""
+
+    prime: int
+    generator: int
+
+    @property
+    def bits(self) -> int:
+        return self.prime.bit_length()
+
+
+def parse_dh_params(message: bytes) -> DhParams:
+    """dh_p, dh_g and dh_Ys, each with a two-byte length, open a DHE ServerKeyExchange; the signature follows."""
+    values: list[bytes] = []
+    offset = 0
+    for name in ("dh_p", "dh_g", "dh_Ys"):
+        if offset + 2 > len(message):
+            raise MalformedServerHelloError(f"ServerKeyExchange truncated before {name} ({len(message)} bytes)")
+        length, = struct.unpack("!H", message[offset : offset + 2])
+        value = message[offset + 2 : offset + 2 + length]
+        if length == 0 or len(value) != length:
+            raise MalformedServerHelloError(f"ServerKeyExchange has a truncated or empty {name}")
+        values.append(value)
+        offset += 2 + length
+    return DhParams(int.from_bytes(values[0], "big"), int.from_bytes(values[1], "big"))

@@ -3,7 +3,8 @@
 One hello per protocol version tells which versions are accepted. Weak suites are then asked about as classes:
 a hello offering every still-undecided weak suite either gets a rejection (none of them is accepted: decided in
 one round trip) or a ServerHello naming one, whose classes are then decided, and the rest are asked again.
-A hardened TLS 1.2/1.3 server is fully described by six connections.
+The DH group of a DHE suite is read from the ServerKeyExchange of a hello that already chose one, else from one
+more hello offering only DHE suites. A hardened TLS 1.2/1.3 server is fully described by seven connections.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from connector.core.errors import ProbeError
-from connector.core.model import Asset, CheckOutcome, RuleResult, Status, Target
+from connector.core.model import Asset, CheckOutcome, RuleResult, Severity, Status, Target
 from connector.probes.endpoint import endpoint_of
+from connector.probes.tls.dh_groups import well_known_group
 from connector.probes.tls.prober import HelloAnswer, TlsProber
-from connector.probes.tls.suites import WEAK_CLASSES, SuiteClass, legacy_suites_in, suite
+from connector.probes.tls.suites import WEAK_CLASSES, SuiteClass, finite_field_dh_suites, legacy_suites_in, suite
 from connector.probes.tls.wire import TlsVersion
 from connector.scan.checks.base import Check, NoSettings
 from connector.scan.context import ScanContext
@@ -38,9 +40,20 @@ class VersionVerdict:
 
 
 @dataclass(frozen=True)
+class DhVerdict:
+    accepted: bool | None  # whether a DHE suite is accepted; None: the probe failed
+    detail: str
+    suite: str | None = None
+    version: TlsVersion | None = None
+    bits: int | None = None
+    group: str | None = None  # the published name of a well-known group
+
+
+@dataclass(frozen=True)
 class ProtocolObservation:
     versions: dict[TlsVersion, VersionVerdict]
     classes: dict[SuiteClass, ClassVerdict]
+    dh: DhVerdict
     default_version: TlsVersion | None
     default_suite: str | None
     connections: int = 0
@@ -125,6 +138,28 @@ async def probe_weak_classes(
     return decided
 
 
+async def probe_dh_group(prober: TlsProber, accepted: list[TlsVersion]) -> DhVerdict:
+    """The DH group of an accepted DHE suite: from a hello already answered if one chose DHE, else from one more."""
+    legacy = [version for version in accepted if version <= TlsVersion.TLS1_2]
+    seen = [answer for answer in prober.answers_so_far()
+            if answer.accepted and answer.cipher_suite is not None and suite(answer.cipher_suite).finite_field_dh]
+    if not seen and legacy:
+        try:
+            answer = await prober.hello(max(legacy), finite_field_dh_suites())
+        except ProbeError as exc:
+            return DhVerdict(None, str(exc))
+        if not answer.accepted:
+            return DhVerdict(False, f"no DHE suite accepted ({answer.reason})")
+        seen = [answer]
+    if not seen:
+        return DhVerdict(False, "no DHE suite accepted (TLS 1.3 only)")
+    answer = max(seen, key=lambda candidate: candidate.offered_version)
+    name, version = answer.suite_name, answer.offered_version
+    if answer.dh is None:
+        return DhVerdict(None, f"{name} accepted but its DH group could not be read: {answer.dh_error}", name, version)
+    return DhVerdict(True, "server key exchange", name, version, answer.dh.bits, well_known_group(answer.dh.prime))
+
+
 class TlsProtocolCheck(Check[ProtocolObservation, NoSettings]):
     name = "tls"
     description = "accepted protocol versions, weak cipher suites and the default negotiated suite"
@@ -142,10 +177,12 @@ class TlsProtocolCheck(Check[ProtocolObservation, NoSettings]):
             reasons = sorted({verdict.detail for verdict in versions.values()})
             raise ProbeError(f"{target}: the server rejected every protocol version ({'; '.join(reasons)})")
         classes = await probe_weak_classes(prober, accepted)
+        dh = await probe_dh_group(prober, accepted)
         default = max(accepted) if accepted else None
         return ProtocolObservation(
             versions=versions,
             classes=classes,
+            dh=dh,
             default_version=default,
             default_suite=versions[default].suite if default else None,
             connections=prober.connections,
@@ -174,6 +211,7 @@ class TlsProtocolCheck(Check[ProtocolObservation, NoSettings]):
         ))
         for suite_class, rule in CLASS_RULES.items():
             results.append(_class_result(rule, suite_class, observation.classes[suite_class]))
+        results.append(_dh_result(observation.dh))
         accepted = [version.label for version, verdict in versions.items() if verdict.accepted]
         observed: dict[str, object] = {
             "tls_scan": {
@@ -210,6 +248,24 @@ def _class_result(rule: str, suite_class: SuiteClass, verdict: ClassVerdict) -> 
         protocol = verdict.version.label if verdict.version else "?"
         return RuleResult(rule, Status.FAIL, f"accepts {words}: {verdict.suite} over {protocol}", evidence)
     return RuleResult(rule, Status.PASS, f"refuses {words}", evidence)
+
+
+def _dh_result(verdict: DhVerdict) -> RuleResult:
+    evidence = {"accepted": verdict.accepted, "suite": verdict.suite, "bits": verdict.bits,
+                "well_known_group": verdict.group,
+                "protocol": verdict.version.label if verdict.version else None}
+    if verdict.accepted is None:
+        return RuleResult("tls.dh_weak", Status.ERROR, f"could not read the server's DH group: {verdict.detail}",
+                          evidence)
+    if not verdict.accepted or verdict.bits is None:
+        return RuleResult("tls.dh_weak", Status.PASS, f"not applicable: {verdict.detail}", evidence)
+    group = f" ({verdict.group})" if verdict.group else ""
+    if verdict.bits >= 2048:
+        return RuleResult("tls.dh_weak", Status.PASS, f"DHE uses a {verdict.bits}-bit group{group}", evidence)
+    return RuleResult(
+        "tls.dh_weak", Status.FAIL, f"accepts {verdict.suite} with a {verdict.bits}-bit DH group{group}", evidence,
+        severity=Severity.HIGH if verdict.bits <= 1024 else None,
+    )
 
 
 CHECK = TlsProtocolCheck()
