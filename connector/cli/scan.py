@@ -279,7 +279,7 @@ def _summary(findings: list[Finding], assets: list[Asset], catalog: Catalog) -> 
     passed = sum(1 for f in findings if f.status is Status.PASS)
     console_err.print(
         f"{len(assets)} asset(s): {len(failing)} failing" + (f" ({by_severity})" if by_severity else "")
-        + f", {advisories} advisories, {passed} passed, {len(errors)} could not be evaluated"
+        + f", {advisories} advisor{'y' if advisories == 1 else 'ies'}, {passed} passed, {len(errors)} could not be evaluated"
         + (f", {not_applicable} not applicable" if not_applicable else "")
     )
 

@@ -60,10 +60,10 @@ class MailCheck(Check[ObservationT, SettingsT]):
     async def observe(self, target: Target, ctx: ScanContext, settings: SettingsT) -> ObservationT:
         asset = target.asset
         domain = asset.host
-        await require_domain(ctx, domain)
         if asset.mail_domain is None and not is_organisational(domain) and await mail_role(ctx, domain) is None:
             raise NotApplicable(f"{domain} is not an organisational domain and has no MX, SPF or DMARC record of "
                                 "its own (set mail_domain: true on the asset to check it anyway)")
+        await require_domain(ctx, domain)
         return await self.observe_domain(domain, asset, ctx, settings)
 
     def not_applicable(self, asset: Asset) -> str:
