@@ -186,7 +186,7 @@ class _EventWriter:
         if self.stream is None:
             return
         for finding in findings:
-            if self.only_failed and finding.status is Status.PASS:
+            if self.only_failed and finding.status in (Status.PASS, Status.NOT_APPLICABLE):
                 continue
             self.stream.write(encode_line(self.normaliser.spool_event(finding, self.formats), self.output_format))
         self.stream.flush()
@@ -279,7 +279,8 @@ def _summary(findings: list[Finding], assets: list[Asset], catalog: Catalog) -> 
     passed = sum(1 for f in findings if f.status is Status.PASS)
     console_err.print(
         f"{len(assets)} asset(s): {len(failing)} failing" + (f" ({by_severity})" if by_severity else "")
-        + f", {advisories} advisor{'y' if advisories == 1 else 'ies'}, {passed} passed, {len(errors)} could not be evaluated"
+        + f", {advisories} advisor{'y' if advisories == 1 else 'ies'}, {passed} passed"
+        + f", {len(errors)} could not be evaluated"
         + (f", {not_applicable} not applicable" if not_applicable else "")
     )
 
