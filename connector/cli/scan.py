@@ -91,7 +91,9 @@ def scan_command(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write events to this file ('-' for stdout). Default: stdout unless it is a terminal.")]
     = None,
-    fail_on: Annotated[str | None, typer.Option(help="Exit 1 if a failing finding is at least this severe.")]
+    fail_on: Annotated[str | None, typer.Option(
+        help="Exit 1 if a failing finding is at least this severe. Advisories (failing at info severity: CAA "
+             "absent, DMARC without rua...) count only with --fail-on info.")]
     = None,
     fail_on_error: Annotated[bool, typer.Option(help="Also exit 1 when a check could not run.")] = False,
     only_failed: Annotated[bool, typer.Option(help="Write events only for failing and errored rules.")] = False,
@@ -187,7 +189,7 @@ class _EventWriter:
         if self.stream is None:
             return
         for finding in findings:
-            if self.only_failed and finding.status is Status.PASS:
+            if self.only_failed and finding.status in (Status.PASS, Status.NOT_APPLICABLE):
                 continue
             self.stream.write(encode_line(self.normaliser.spool_event(finding, self.formats), self.output_format))
         self.stream.flush()
@@ -255,7 +257,9 @@ async def _scan(
 
 
 def _summary(findings: list[Finding], assets: list[Asset], catalog: Catalog) -> None:
-    failing = sorted((f for f in findings if f.status is Status.FAIL), key=lambda f: (-f.severity.rank, f.asset.id))
+    failing = sorted((f for f in findings if f.is_failing), key=lambda f: (-f.severity.rank, f.asset.id))
+    advisories = sum(1 for f in findings if f.is_advisory)
+    not_applicable = sum(1 for f in findings if f.status is Status.NOT_APPLICABLE)
     errors = [f for f in findings if f.status is Status.ERROR]
     if failing:
         table = Table(title="Failing findings", title_justify="left", show_lines=False)
@@ -278,7 +282,9 @@ def _summary(findings: list[Finding], assets: list[Asset], catalog: Catalog) -> 
     passed = sum(1 for f in findings if f.status is Status.PASS)
     console_err.print(
         f"{len(assets)} asset(s): {len(failing)} failing" + (f" ({by_severity})" if by_severity else "")
-        + f", {passed} passed, {len(errors)} could not be evaluated"
+        + f", {advisories} advisor{'y' if advisories == 1 else 'ies'}, {passed} passed"
+        + f", {len(errors)} could not be evaluated"
+        + (f", {not_applicable} not applicable" if not_applicable else "")
     )
 
 
@@ -293,6 +299,7 @@ def _group_errors(errors: list[Finding]) -> dict[tuple[str, str], list[str]]:
 
 
 def _exit_code(findings: list[Finding], threshold: Severity | None, fail_on_error: bool) -> int:
+    """--fail-on counts failing findings at or above the threshold; advisories are info, so only ``info`` does."""
     if threshold is not None and any(
         f.status is Status.FAIL and f.severity.rank >= threshold.rank for f in findings
     ):

@@ -25,6 +25,13 @@ class ProbeError(ConnectorError):
         self.kind = kind  # dns | refused | timeout | tls | protocol | unreachable | resource (ours)
 
 
+class NotApplicable(ConnectorError):
+    """A check asked for does not apply to this target (an e-mail check on a name that handles no mail).
+
+    The engine turns it into one ``not_applicable`` finding with the reason, so a check never skips silently.
+    """
+
+
 def format_validation_error(exc: ValidationError) -> str:
     """One line per problem, with the path into the document, instead of pydantic's multi-line dump."""
     problems = []

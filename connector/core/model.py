@@ -31,11 +31,22 @@ _SEVERITY_ORDER = list(Severity)
 
 
 class Status(StrEnum):
-    """pass and fail are verdicts; error means the rule could not be evaluated (with the reason)."""
+    """pass and fail are verdicts; error means the rule could not be evaluated (with the reason); not_applicable
+    means a check asked for does not apply to the target (with the reason), instead of saying nothing."""
 
     PASS = "pass"
     FAIL = "fail"
     ERROR = "error"
+    NOT_APPLICABLE = "not_applicable"
+
+
+def is_advisory(status: Status, severity: Severity) -> bool:
+    """A failing rule at info severity (CAA absent, DMARC without rua...): an event, but not an alert.
+
+    The one place that decides it, so the CLI summary, --fail-on and playbook triggers agree: alerts that get
+    ignored are not alerts.
+    """
+    return status is Status.FAIL and severity is Severity.INFO
 
 
 class Criticality(StrEnum):
@@ -85,7 +96,8 @@ class Asset(BaseModel):
     scan_ports: tuple[Port, ...] | None = Field(default=None, description="ports to probe; none: a default list")
     mail_domain: bool | None = Field(
         default=None, description="check SPF, DMARC, DKIM, MTA-STS here; default: when the host is an "
-                                  "organisational domain (example.com, not www.example.com)")
+                                  "organisational domain (example.com, not www.example.com) or has an MX, "
+                                  "SPF or DMARC record of its own")
     dkim_selectors: tuple[str, ...] = Field(default=(), description="DKIM selectors the domain signs with")
     criticality: Criticality = Criticality.MEDIUM
     owner: str | None = None
@@ -175,6 +187,13 @@ class Asset(BaseModel):
         except ValueError:
             return False
         return True
+
+    @property
+    def has_web_role(self) -> bool:
+        """Whether the user configured a web service here (a URL, key routes, a TLS or HTTP port), not defaults."""
+        explicit = self.model_fields_set
+        return (("ports" in explicit and bool(self.ports)) or ("http_port" in explicit and self.http_port is not None)
+                or bool({"routes", "sensitive_routes"} & explicit))
 
     @property
     def https_port(self) -> int:
@@ -295,6 +314,15 @@ class Finding(BaseModel):
     @property
     def target(self) -> Target:
         return Target(self.asset, self.port, self.path, self.scheme)
+
+    @property
+    def is_advisory(self) -> bool:
+        return is_advisory(self.status, self.severity)
+
+    @property
+    def is_failing(self) -> bool:
+        """A failing finding that is an alert (above info severity); advisories are counted apart."""
+        return self.status is Status.FAIL and not self.is_advisory
 
     @property
     def fingerprint(self) -> str:

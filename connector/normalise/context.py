@@ -15,8 +15,8 @@ from connector import __version__
 from connector.core.catalog import Catalog, Rule
 from connector.core.model import Asset, Finding, Status, event_id
 
-EVALUATION = {Status.PASS: "passed", Status.FAIL: "failed", Status.ERROR: "unknown"}
-OUTCOME = {Status.PASS: "success", Status.FAIL: "failure", Status.ERROR: "unknown"}
+EVALUATION = {Status.PASS: "passed", Status.FAIL: "failed", Status.ERROR: "unknown", Status.NOT_APPLICABLE: "unknown"}
+OUTCOME = {Status.PASS: "success", Status.FAIL: "failure", Status.ERROR: "unknown", Status.NOT_APPLICABLE: "unknown"}
 
 
 @dataclass(frozen=True)

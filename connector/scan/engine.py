@@ -1,7 +1,8 @@
 """Run checks over assets with bounded concurrency and time, and turn what they say into findings.
 
 Every check either yields rule results or an explicit ``scan.error`` finding with the reason: a target that
-could not be observed is never silently missing from the output.
+could not be observed is never silently missing from the output. A check that does not apply to an asset (no
+target there, or ``NotApplicable`` from observe) yields one ``scan.not_applicable`` finding with the reason.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from connector.core.catalog import Catalog
-from connector.core.errors import ConfigError, ProbeError, format_validation_error
+from connector.core.errors import ConfigError, NotApplicable, ProbeError, format_validation_error
 from connector.core.model import Asset, AssetReport, Finding, RuleResult, Severity, Status, Target
 from connector.scan.checks import AnyCheck, available_checks
 from connector.scan.context import ScanContext
@@ -25,6 +26,8 @@ from connector.scan.context import ScanContext
 log = logging.getLogger(__name__)
 
 SCAN_ERROR_RULE = "scan.error"
+NOT_APPLICABLE_RULE = "scan.not_applicable"
+ENGINE_RULES = (SCAN_ERROR_RULE, NOT_APPLICABLE_RULE)
 
 
 @dataclass(frozen=True)
@@ -65,12 +68,15 @@ async def scan(
 
     async def worker() -> None:
         for asset in assets:
-            jobs = [(configured, target) for configured in plan.checks for target in configured.check.targets(asset)]
+            targeted = [(configured, configured.check.targets(asset)) for configured in plan.checks]
+            jobs = [(configured, target) for configured, targets in targeted for target in targets]
             outcomes = await asyncio.gather(*(_run_job(configured, target, ctx) for configured, target in jobs))
             asset_scan_id = scan_id(asset) if callable(scan_id) else scan_id
+            ran = [(configured, target, *outcome) for (configured, target), outcome in zip(jobs, outcomes, strict=True)]
+            skipped = [_untargeted(configured, asset) for configured, targets in targeted if not targets]
             findings = [
                 finding
-                for (configured, target), (results, observed) in zip(jobs, outcomes, strict=True)
+                for configured, target, results, observed in [*ran, *skipped]
                 for finding in builder.findings(configured.check.name, target, results, observed, asset_scan_id)
             ]
             ctx.release(asset)
@@ -104,6 +110,8 @@ async def _run_job(
         async with asyncio.timeout(timeout):
             observation = await check.observe(target, ctx, configured.settings)
         outcome = check.judge(target, observation, configured.settings, ctx.now)
+    except NotApplicable as exc:
+        return [_not_applicable(check.name, str(exc))], {}
     except ProbeError as exc:
         return [_error(check.name, str(exc), "resource" if exc.kind == "resource" else "unreachable")], {}
     except TimeoutError:
@@ -126,6 +134,18 @@ def _error(check: str, reason: str, kind: str) -> RuleResult:
     return RuleResult(SCAN_ERROR_RULE, Status.ERROR, reason, {"check": check, "error_kind": kind}, subject=check)
 
 
+def _untargeted(configured: ConfiguredCheck, asset: Asset) -> tuple[ConfiguredCheck, Target, list[RuleResult],
+                                                                    dict[str, Any]]:
+    """A check with nothing to observe on the asset still says so, once, with the reason."""
+    check = configured.check
+    return configured, Target(asset), [_not_applicable(check.name, check.not_applicable(asset))], {}
+
+
+def _not_applicable(check: str, reason: str) -> RuleResult:
+    return RuleResult(NOT_APPLICABLE_RULE, Status.NOT_APPLICABLE, f"check {check} does not apply: {reason}",
+                      {"check": check, "reason": reason}, subject=check)
+
+
 class _FindingBuilder:
     def __init__(
         self,
@@ -143,7 +163,7 @@ class _FindingBuilder:
         for produced in results:
             result = produced
             rule = self.catalog.rules.get(result.rule_id)
-            if rule is None or (rule.check != check and result.rule_id != SCAN_ERROR_RULE):
+            if rule is None or (rule.check != check and result.rule_id not in ENGINE_RULES):
                 log.error("check %s produced rule %s, which the catalog does not give it", check, result.rule_id)
                 result = _error(check, f"{target}: check {check} produced unknown rule {result.rule_id}", "internal")
                 rule = self.catalog[SCAN_ERROR_RULE]

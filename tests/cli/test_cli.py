@@ -25,7 +25,7 @@ def test_scan_writes_ecs_json_lines_and_exits_zero_for_a_hardened_host(pki: Pki)
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(events) > 25
     assert {event["result"]["evaluation"] for event in events} == {"passed"}
-    assert "0 failing" in done.stderr and "Traceback" not in done.stderr
+    assert "0 failing, 0 advisories, " in done.stderr and "Traceback" not in done.stderr
 
 
 def test_fail_on_sets_the_exit_code_by_severity(pki: Pki, tmp_path: Path) -> None:
@@ -92,3 +92,16 @@ def test_scan_output_and_the_file_sink_write_the_same_bytes(pki: Pki, tmp_path: 
     lines = written.read_bytes().splitlines()
     assert lines and all("café team".encode() in line for line in lines)  # raw UTF-8, not \u00e9
     assert sorted(lines) == sorted(sunk.read_bytes().splitlines())
+
+
+def test_advisories_are_counted_apart_and_fail_the_build_only_with_fail_on_info(pki: Pki) -> None:
+    routes = hardened_routes(drop=("Cross-Origin-Resource-Policy",))  # headers.corp_missing: an info advisory
+    with site("advice.test", pki.intermediate.issue(["advice.test"]), https_routes=routes) as advised:
+        low = connector(*scan_args(advised, pki, "--fail-on", "low", "--checks", ",".join(web_checks())))
+        info = connector(*scan_args(advised, pki, "--fail-on", "info", "--checks", "headers", "--only-failed"))
+    assert low.returncode == 0, low.stderr
+    assert "0 failing, 1 advisory, " in low.stderr and "Failing findings" not in low.stderr
+    events = [json.loads(line) for line in low.stdout.splitlines()]
+    assert [e["rule"]["id"] for e in events if e["result"]["evaluation"] == "failed"] == ["headers.corp_missing"]
+    assert info.returncode == 1
+    assert [json.loads(line)["rule"]["id"] for line in info.stdout.splitlines()] == ["headers.corp_missing"]

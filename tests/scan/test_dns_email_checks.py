@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from connector.core.catalog import Catalog
-from connector.core.model import Asset, Finding, Status
+from connector.core.model import Asset, Finding, Severity, Status
 from connector.normalise import Normaliser
 from support.cef import parse_cef
 from support.cli import connector
@@ -95,7 +95,13 @@ class Case:
 
 
 GOOD_EXTRA = ("old IN CNAME gone.azurewebsites.net.", "blog IN CNAME abandoned.github.io.",
-              "docs IN CNAME ourdocs.github.io.", "delegated IN NS ns.delegated", "ns.delegated IN A 127.0.0.9")
+              "docs IN CNAME ourdocs.github.io.", "delegated IN NS ns.delegated", "ns.delegated IN A 127.0.0.9",
+              # a subdomain that sends mail, with its own SPF and DMARC
+              "news IN A 127.0.0.1", 'news IN TXT "v=spf1 include:_spf.provider.test -all"',
+              '_dmarc.news IN TXT "v=DMARC1; p=reject; adkim=s; aspf=s; rua=mailto:dmarc@good.test"',
+              # a web-only name that says it sends and receives no mail
+              "static IN A 127.0.0.1", "static IN MX 0 .", 'static IN TXT "v=spf1 -all"')
+MAIL_ONLY = mail_zone("mailonly.test.", replace={"address": ["mail IN A 127.0.0.1", "mta-sts IN A 127.0.0.1"]})
 UNSUPPORTED_KEY = base64.b64encode(bytes.fromhex("300d300506032a0304030400010203")).decode()  # OID 1.2.3.4
 CASES = [
     Case("good.test", set(), mail_zone("good.test.", extra=GOOD_EXTRA, replace={"dmarc": [
@@ -108,6 +114,7 @@ CASES = [
     Case("blog.good.test", {"dns.dangling_cname"}),
     Case("docs.good.test", set()),
     Case("nothing.good.test", {"dns.no_address"}),
+    Case("mailonly.test", {"dns.no_address"}, MAIL_ONLY),  # Lab.scan configures a web port: then it is a finding
     Case("nocaa.test", {"dns.caa_missing"}, mail_zone("nocaa.test.", drop=("caa",))),
     Case("lame.test", {"dns.nameserver_lame"}, mail_zone("lame.test.", extra=tuple(nameserver_records(
         {"ns1": "127.0.0.1", "ns2": "127.0.0.2"})))),
@@ -239,6 +246,9 @@ class Lab:
     def scan(self, case: Case, checks: tuple[str, ...] = ALL_DNS_CHECKS, **resolver: object) -> list[Finding]:
         asset = Asset(host=case.domain, http_port=self.http_port, dkim_selectors=case.selectors,
                       mail_domain=case.mail_domain)
+        return self.scan_asset(asset, checks, **resolver)
+
+    def scan_asset(self, asset: Asset, checks: tuple[str, ...] = ALL_DNS_CHECKS, **resolver: object) -> list[Finding]:
         settings = {"nameservers": ["127.0.0.1"], "port": self.dns_port, "nameserver_port": self.dns_port,
                     "timeout": 0.5, "attempts": 1, **resolver}
         return run_scan([asset], self.catalog, checks=checks, ca_bundle=self.pki.bundle, dns=settings,
@@ -399,3 +409,51 @@ def test_a_referral_from_a_non_recursive_resolver_is_an_error_not_a_missing_reco
     assert failing(findings) == set()
     assert {finding.check for finding in errors(findings)} == set(MAIL_CHECKS)
     assert all("does not recurse" in finding.message for finding in errors(findings))
+
+
+def not_applicable(findings: list[Finding]) -> dict[str, str]:
+    return {f.check: f.evidence["reason"] for f in findings if f.status is Status.NOT_APPLICABLE}
+
+
+def test_a_mail_only_domain_without_a_web_role_has_no_medium_or_worse_finding(lab: Lab) -> None:
+    findings = lab.scan_asset(Asset(host="mailonly.test", dkim_selectors=("s2048",)))
+    assert [f.rule_id for f in findings if f.status is Status.FAIL and f.severity.rank >= Severity.MEDIUM.rank] == []
+    address = result(findings, "dns.no_address")
+    assert address.status is Status.PASS and "mail-only domain" in address.message
+    assert not errors(findings) and not not_applicable(findings)
+
+
+def test_a_subdomain_with_its_own_spf_and_dmarc_gets_the_e_mail_checks_it_asks_for(lab: Lab) -> None:
+    done = connector("scan", "news.good.test", "--checks", "spf,dmarc,dkim", "--dns-server",
+                     f"127.0.0.1:{lab.dns_port}", timeout=60)
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    by_check = {event["resource"]["sub_type"] for event in events if event["postern"]["status"] != "not_applicable"}
+    assert by_check == {"spf", "dmarc", "dkim"}, done.stderr
+    assert {"spf.missing", "spf.softfail", "dmarc.missing", "dmarc.policy_none"} <= {e["rule"]["id"] for e in events}
+    dmarc = next(e for e in events if e["rule"]["id"] == "dmarc.missing")
+    assert dmarc["result"]["evaluation"] == "passed" and "_dmarc.news.good.test" in dmarc["event"]["reason"]
+
+
+def test_a_web_only_name_publishing_no_mail_policies_gets_them_checked(lab: Lab) -> None:
+    findings = lab.scan_asset(Asset(host="static.good.test"), MAIL_CHECKS)
+    assert not not_applicable(findings) and not errors(findings)
+    assert failing(findings) == set()
+    assert result(findings, "spf.all_pass").status is Status.PASS
+    assert "sends no mail" in result(findings, "dkim.not_found").message
+
+
+def test_a_check_that_does_not_apply_says_so_once_with_the_reason(lab: Lab, catalog: Catalog) -> None:
+    auto = lab.scan_asset(Asset(host="docs.good.test"), MAIL_CHECKS)
+    assert len(auto) == len(MAIL_CHECKS)
+    assert set(not_applicable(auto)) == set(MAIL_CHECKS)
+    assert all("no MX, SPF or DMARC record of its own" in reason for reason in not_applicable(auto).values())
+    forced_off = lab.scan_asset(Asset(host="news.good.test", mail_domain=False), ("dns", *MAIL_CHECKS))
+    assert not_applicable(forced_off) == {check: "the asset news.good.test sets mail_domain: false"
+                                          for check in MAIL_CHECKS}
+    normaliser = Normaliser.load(catalog)
+    ecs = normaliser.ecs(auto[0])
+    assert_ecs_valid(ecs)
+    assert ecs["postern"]["status"] == "not_applicable" and ecs["rule"]["id"] == "scan.not_applicable"
+    assert ecs["event"]["outcome"] == "unknown" and ecs["result"]["evaluation"] == "unknown"
+    header, extension = parse_cef(normaliser.cef(auto[0]))
+    assert header[4] == "scan.not_applicable" and extension["PosternPostureStatus"] == "not_applicable"

@@ -65,6 +65,10 @@ class Check(ABC, Generic[ObservationT, SettingsT]):
         """The targets this check observes on an asset; by default the asset as a whole."""
         return [Target(asset)]
 
+    def not_applicable(self, asset: Asset) -> str:
+        """Why ``targets`` found nothing to observe on this asset: the reason its not_applicable event gives."""
+        return f"{asset.host} has no target for the {self.name} check"
+
     @abstractmethod
     async def observe(self, target: Target, ctx: ScanContext, settings: SettingsT) -> ObservationT:
         """Network I/O only (settings bound it: timeouts, crawl depth). Raise ProbeError if it cannot observe."""

@@ -130,7 +130,8 @@ class DnsRecordsCheck(Check[DnsObservation, DnsSettings]):
         host = target.asset.host
         a, aaaa = observation.answers["A"], observation.answers["AAAA"]
         chain = a.chain or aaaa.chain
-        results = [*_address(host, a, aaaa, chain), _dangling(host, a, aaaa, chain, observation.takeover)]
+        results = [*_address(target.asset, a, aaaa, chain, observation.answers.get("MX")),
+                   _dangling(host, a, aaaa, chain, observation.takeover)]
         if not chain and "NXDOMAIN" in (a.rcode, aaaa.rcode):
             # a name that does not exist has no certificates to restrict; its zone's servers, if any, are judged
             results += _nameservers(observation) if observation.zone else []
@@ -217,11 +218,17 @@ async def _takeover(ctx: ScanContext, asset: Asset, answers: dict[str, Answer],
     return Takeover(provider.name, url, next((text for text in provider.fingerprints if text in body), None))
 
 
-def _address(host: str, a: Answer, aaaa: Answer, chain: tuple[str, ...]) -> list[RuleResult]:
+def _address(asset: Asset, a: Answer, aaaa: Answer, chain: tuple[str, ...], mx: Answer | None) -> list[RuleResult]:
+    host = asset.host
     if chain:
         return []  # an alias that leads nowhere is the dangling-CNAME finding, not this one
     if a.exists or aaaa.exists:
         return [RuleResult("dns.no_address", Status.PASS, f"{host} resolves to {', '.join(a.data + aaaa.data)}")]
+    exchangers = [record for record in (mx.data if mx else []) if record.split()[-1:] != ["."]]
+    if exchangers and not asset.has_web_role:  # a mail-only domain has deliberately no address
+        return [RuleResult("dns.no_address", Status.PASS, f"{host} has no address but receives mail (MX "
+                           f"{', '.join(exchangers)}) and no web service is configured for it: a mail-only domain",
+                           {"mx": exchangers})]
     why = "does not exist (NXDOMAIN)" if "NXDOMAIN" in (a.rcode, aaaa.rcode) else "has no A or AAAA record"
     return [RuleResult("dns.no_address", Status.FAIL, f"{host} {why}", {"response_code": a.rcode})]
 
