@@ -24,7 +24,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connector.core.errors import ConfigError
-from connector.core.model import Criticality, Severity
+from connector.core.model import Criticality, Severity, Status, is_advisory
 from connector.core.units import Duration
 from connector.core.yamlio import load_yaml
 
@@ -53,6 +53,8 @@ class Trigger(BaseModel):
     owners: list[str] = Field(default_factory=list, description="owner globs")
     tags: list[str] = Field(default_factory=list, description="any of these asset tags")
     lifecycle: list[Lifecycle] = Field(default_factory=list, description="none: any, and events without one")
+    advisories: bool = Field(default=False, description="also info-severity failures (CAA absent...), which are "
+                                                        "events but not alerts")
 
 
 Operator = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not_in", "contains", "matches", "exists"]
@@ -159,6 +161,9 @@ class Playbook(BaseModel):
         owner = str(field_value(finding, "postern.asset.owner") or "")
         tags = field_value(finding, "postern.asset.tags") or []
         lifecycle = field_value(finding, "postern.lifecycle")
+        status = _status(field_value(finding, "postern.status"))
+        if not trigger.advisories and severity is not None and status is not None and is_advisory(status, severity):
+            return False
         return (
             (not trigger.sources or source in trigger.sources or source_kind in trigger.sources)
             and any(fnmatch.fnmatchcase(rule, glob) for glob in trigger.rules)
@@ -277,6 +282,13 @@ def _compare(op: str, actual: Any, expected: Any) -> bool:
         case "matches":
             return re.search(str(expected), str(actual)) is not None
     raise TypeError(op)
+
+
+def _status(value: Any) -> Status | None:
+    try:
+        return Status(str(value).lower())
+    except ValueError:
+        return None
 
 
 def _severity(value: Any) -> Severity | None:

@@ -183,3 +183,13 @@ def test_the_suppress_action_records_a_verdict_that_expires(tmp_path: Path) -> N
     assert planner.verdicts.suppression(FINGERPRINT, now) is not None
     assert planner.verdicts.suppression(FINGERPRINT, now + timedelta(days=3)) is None
     assert result["verdict"] == "accepted_risk"
+
+
+def test_advisories_trigger_no_playbook_unless_asked_for(tmp_path: Path) -> None:
+    notify = {"name": "any-finding", "trigger": {"rules": ["*"]}, "steps": [{"action": "notify.slack"}]}
+    advisory = {"rule.id": "dns.caa_missing", "postern.severity": "info", "postern.status": "fail",
+                "postern.fingerprint": FINGERPRINT, "postern.asset.id": "shop.example.test"}
+    quiet = Playbook.model_validate(notify)
+    asked = Playbook.model_validate({**notify, "trigger": {"rules": ["*"], "advisories": True}})
+    assert not quiet.matches(advisory, "kibana", "elastic") and asked.matches(advisory, "kibana", "elastic")
+    assert quiet.matches({**advisory, "postern.severity": "low"}, "kibana", "elastic")
