@@ -86,7 +86,11 @@ def test_killed_at_random_moments_the_responder_files_one_ticket_per_finding(tmp
                 body, headers = signed(n)
                 assert httpx.post(f"http://127.0.0.1:{port}/v1/callbacks/splunk", content=body, headers=headers,
                                   timeout=10).status_code in {200, 202}
-            wait_until(lambda: len(jira.issues) >= CALLBACKS, timeout=120)
+            try:
+                wait_until(lambda: len(jira.issues) >= CALLBACKS, timeout=60 + CALLBACKS)
+            except AssertionError:
+                raise AssertionError(f"{len(jira.issues)} of {CALLBACKS} tickets filed; jobs: "
+                                     f"{_jobs(config)}") from None
             time.sleep(3)  # leases of killed workers expire (2 s): any duplicate would be filed now
         finally:
             final.terminate()
@@ -94,6 +98,13 @@ def test_killed_at_random_moments_the_responder_files_one_ticket_per_finding(tmp
     labels = [label for issue in jira.issues.values() for label in issue.fields["labels"]
               if label.startswith("postern-")]
     assert len(labels) == len(set(labels)) == CALLBACKS  # one ticket per finding, none missing
+
+
+def _jobs(config: Path) -> str:
+    listed = subprocess.run([sys.executable, "-m", "connector", "respond", "jobs", "list", "-c", str(config)],
+                            capture_output=True, text=True, check=False, timeout=60)
+    states = [line.split("\t")[1] for line in listed.stdout.splitlines() if "\t" in line]
+    return ", ".join(f"{state}: {states.count(state)}" for state in sorted(set(states))) or listed.stderr[-300:]
 
 
 def _ready(port: int) -> bool:
