@@ -17,6 +17,7 @@ from support.hostile import (
     endless_chunked,
     gzip_bomb,
     hostile_site,
+    link_flood,
     nested_html,
     oversized_body,
     run_measured,
@@ -49,6 +50,7 @@ def scan_measured(pki: Pki, tmp_path: Path, sites: list, checks: str, timeout: f
     ("double-gzip bomb of 1 GiB", gzip_bomb(GIB, layers=2)),
     ("endless chunked body", endless_chunked()),
     ("500 MB body", oversized_body()),
+    ("200,000 links", link_flood(200_000)),
 ])
 def test_a_page_built_to_exhaust_memory_costs_at_most_its_cap(pki: Pki, tmp_path: Path, name: str, route) -> None:
     issued = pki.intermediate.issue([HOST])
@@ -99,3 +101,20 @@ def test_an_aia_url_serving_500_mb_costs_at_most_its_cap(pki: Pki, tmp_path: Pat
     assert aia.targets == ["/issuer.der"]
     untrusted = next(event for event in events if event["rule"]["id"] == "cert.untrusted")
     assert "not fetchable through AIA" in untrusted["message"] and "more than 65536 bytes" in untrusted["message"]
+
+
+def test_a_hundred_hostile_targets_at_once_stay_within_the_budget(pki: Pki, tmp_path: Path) -> None:
+    """Bombs, endless and oversized bodies and link floods, 25 of each, scanned together by one process."""
+    kinds = [gzip_bomb(GIB, layers=2), endless_chunked(), oversized_body(), link_flood(200_000)]
+    with ExitStack() as stack:
+        sites = []
+        for index in range(100):
+            name = f"t{index}.{HOST}"
+            route = kinds[index % len(kinds)]
+            sites.append(stack.enter_context(hostile_site(name, pki.intermediate.issue([name]), {"*": route},
+                                                          plain_http=False)))
+        measured, events = scan_measured(pki, tmp_path, sites, "headers,content", timeout=240)
+    assert measured.returncode in (0, 1), measured.stderr[-2000:]
+    assert measured.peak_rss_mb < BUDGET_MB, f"{measured.peak_rss_mb:.0f} MB"
+    assert len({event["url"]["domain"] for event in events if "url" in event}) == 100  # every target reported
+    print(f"100 hostile targets: {measured.peak_rss_mb:.0f} MB peak, {measured.seconds:.1f} s", file=sys.stderr)

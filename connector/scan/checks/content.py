@@ -37,7 +37,9 @@ class ContentSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     crawl_depth: int = Field(default=1, ge=0, le=5, description="link hops followed from each key route")
-    max_pages: int = Field(default=20, ge=1, le=500)
+    max_pages: int = Field(default=20, ge=1, le=500, description="pages read per asset, key routes included")
+    max_links: int = Field(default=100, ge=0, le=10_000,
+                           description="same-origin links queued from one page; the rest are counted, not followed")
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,13 @@ async def crawl(asset: Asset, ctx: ScanContext, settings: ContentSettings) -> Co
             continue
         pages.append(_content(page, path in asset.sensitive_routes))
         if depth < settings.crawl_depth:
-            queue.extend((link, depth + 1) for link in _same_origin_links(page) if link not in seen)
+            links = [link for link in dict.fromkeys(_same_origin_links(page)) if link not in seen]
+            if len(links) > settings.max_links:
+                skipped.append(f"{path}: {len(links) - settings.max_links} of its {len(links)} same-origin links "
+                               f"not followed (max_links {settings.max_links})")
+            queue.extend((link, depth + 1) for link in links[:settings.max_links])
+    if queue:
+        skipped.append(f"{len(queue)} queued page(s) not read (max_pages {settings.max_pages})")
     return ContentObservation(tuple(pages), tuple(skipped))
 
 
