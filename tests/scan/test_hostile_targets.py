@@ -9,19 +9,27 @@ from pathlib import Path
 
 import pytest
 
+from connector.core.model import Asset
 from support.hostile import (
     GIB,
     HostileServer,
+    RawServer,
     aia_body,
     aia_leaf,
     endless_chunked,
     gzip_bomb,
     hostile_site,
+    huge_header,
     link_flood,
+    many_headers,
     nested_html,
     oversized_body,
     run_measured,
     slow_drip,
+    tls_huge_handshake,
+    tls_huge_record,
+    tls_random_bytes,
+    tls_truncated_record,
 )
 from support.pki import Pki
 from support.web import Reply
@@ -30,12 +38,12 @@ HOST = "hostile.test"
 BUDGET_MB = 300
 
 
-def scan_measured(pki: Pki, tmp_path: Path, sites: list, checks: str, timeout: float = 60,
+def scan_measured(pki: Pki, tmp_path: Path, assets: list[Asset], checks: str, timeout: float = 60,
                   check_settings: dict | None = None, **scan: object):
-    """``connector scan -c`` in a fresh process over ``sites``; its events, peak RSS and wall time."""
+    """``connector scan -c`` in a fresh process over ``assets``; its events, peak RSS and wall time."""
     config, events = tmp_path / "config.json", tmp_path / "events.jsonl"
     config.write_text(json.dumps({
-        "assets": [site.asset.model_dump(mode="json", exclude_none=True) for site in sites],
+        "assets": [asset.model_dump(mode="json", exclude_none=True) for asset in assets],
         "scan": {"ca_bundle": str(pki.bundle), "connect_timeout": 3, "check_timeout": 30, **scan},
         "checks": check_settings or {}, "state_dir": str(tmp_path / "state")}))
     snippet = ("import sys; from connector.cli import main; "
@@ -51,11 +59,13 @@ def scan_measured(pki: Pki, tmp_path: Path, sites: list, checks: str, timeout: f
     ("endless chunked body", endless_chunked()),
     ("500 MB body", oversized_body()),
     ("200,000 links", link_flood(200_000)),
+    ("10,000 headers", many_headers(10_000)),
+    ("a 1 MiB header", huge_header()),
 ])
 def test_a_page_built_to_exhaust_memory_costs_at_most_its_cap(pki: Pki, tmp_path: Path, name: str, route) -> None:
     issued = pki.intermediate.issue([HOST])
     with hostile_site(HOST, issued, {"/": route, "*": route}) as site:
-        measured, events = scan_measured(pki, tmp_path, [site], "headers,content")
+        measured, events = scan_measured(pki, tmp_path, [site.asset], "headers,content")
     assert measured.returncode in (0, 1), measured.stderr[-2000:]
     assert measured.peak_rss_mb < BUDGET_MB, f"{name}: {measured.peak_rss_mb:.0f} MB"
     assert events and "Traceback" not in measured.stderr
@@ -70,13 +80,13 @@ def test_eight_endless_bodies_at_once_stay_within_the_budget(pki: Pki, tmp_path:
                 name = f"h{index}.{HOST}"
                 sites.append(stack.enter_context(hostile_site(name, pki.intermediate.issue([name]),
                                                               {"*": endless_chunked()})))
-            measured, events = scan_measured(pki, tmp_path, sites, "headers,content")
+            measured, events = scan_measured(pki, tmp_path, [site.asset for site in sites], "headers,content")
     assert measured.peak_rss_mb < BUDGET_MB and {e["url"]["domain"] for e in events if "url" in e} >= {HOST}
 
 
 def test_a_slow_drip_is_cut_at_connect_timeout_not_check_timeout(pki: Pki, tmp_path: Path) -> None:
     with hostile_site(HOST, pki.intermediate.issue([HOST]), {"*": slow_drip(0.5)}, plain_http=False) as site:
-        measured, events = scan_measured(pki, tmp_path, [site], "headers", connect_timeout=2, check_timeout=60)
+        measured, events = scan_measured(pki, tmp_path, [site.asset], "headers", connect_timeout=2, check_timeout=60)
     assert measured.seconds < 20, f"{measured.seconds:.1f} s"
     errors = [event for event in events if event["rule"]["id"] == "scan.error"]
     assert errors and any("no complete response within 2s" in event["message"] for event in errors)
@@ -84,7 +94,7 @@ def test_a_slow_drip_is_cut_at_connect_timeout_not_check_timeout(pki: Pki, tmp_p
 
 def test_deeply_nested_html_does_not_stall_the_scan(pki: Pki, tmp_path: Path) -> None:
     with hostile_site(HOST, pki.intermediate.issue([HOST]), {"*": nested_html(200_000)}) as site:
-        measured, events = scan_measured(pki, tmp_path, [site], "headers,content", timeout=90)
+        measured, events = scan_measured(pki, tmp_path, [site.asset], "headers,content", timeout=90)
     assert measured.returncode in (0, 1) and measured.seconds < 30, f"{measured.seconds:.1f} s"
     judged = {event["rule"]["id"] for event in events if event["rule"]["id"].startswith("content.")}
     assert "content.mixed_active" in judged  # the page was parsed and judged, not given up on
@@ -95,7 +105,7 @@ def test_an_aia_url_serving_500_mb_costs_at_most_its_cap(pki: Pki, tmp_path: Pat
     with HostileServer({"*": aia_body()}) as aia:
         issued = aia_leaf(pki.intermediate, HOST, f"http://127.0.0.1:{aia.port}/issuer.der")
         with hostile_site(HOST, issued, {"*": Reply(200, [], b"ok")}, plain_http=False) as site:
-            measured, events = scan_measured(pki, tmp_path, [site], "certificate", check_settings={
+            measured, events = scan_measured(pki, tmp_path, [site.asset], "certificate", check_settings={
                 "certificate": {"aia_fetch": True}}, outbound={"allow": ["127.0.0.0/8"]})
     assert measured.peak_rss_mb < BUDGET_MB and measured.seconds < 20
     assert aia.targets == ["/issuer.der"]
@@ -113,8 +123,24 @@ def test_a_hundred_hostile_targets_at_once_stay_within_the_budget(pki: Pki, tmp_
             route = kinds[index % len(kinds)]
             sites.append(stack.enter_context(hostile_site(name, pki.intermediate.issue([name]), {"*": route},
                                                           plain_http=False)))
-        measured, events = scan_measured(pki, tmp_path, sites, "headers,content", timeout=240)
+        measured, events = scan_measured(pki, tmp_path, [site.asset for site in sites], "headers,content", timeout=240)
     assert measured.returncode in (0, 1), measured.stderr[-2000:]
     assert measured.peak_rss_mb < BUDGET_MB, f"{measured.peak_rss_mb:.0f} MB"
     assert len({event["url"]["domain"] for event in events if "url" in event}) == 100  # every target reported
     print(f"100 hostile targets: {measured.peak_rss_mb:.0f} MB peak, {measured.seconds:.1f} s", file=sys.stderr)
+
+
+@pytest.mark.parametrize(("name", "answer"), [
+    ("random bytes", tls_random_bytes(1_000_000)),
+    ("a truncated record", tls_truncated_record),
+    ("a 16 MiB record", tls_huge_record),
+    ("an endless handshake", tls_huge_handshake),
+])
+def test_tls_garbage_is_an_error_finding_in_bounded_time_and_memory(pki: Pki, tmp_path: Path, name: str,
+                                                                     answer) -> None:
+    with RawServer(answer) as garbage:
+        asset = Asset(host=HOST, address="127.0.0.1", ports=(garbage.port,), http_port=None)
+        measured, events = scan_measured(pki, tmp_path, [asset], "tls,certificate")
+    assert measured.returncode in (0, 1) and "Traceback" not in measured.stderr, measured.stderr[-2000:]
+    assert measured.peak_rss_mb < BUDGET_MB and measured.seconds < 30, f"{name}: {measured.peak_rss_mb:.0f} MB"
+    assert any(event["rule"]["id"] == "scan.error" or event["result"]["evaluation"] == "unknown" for event in events)
