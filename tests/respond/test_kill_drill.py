@@ -51,12 +51,20 @@ def test_killed_at_random_moments_the_responder_files_one_ticket_per_finding(tmp
     rng = random.Random(7)
     with JiraEmulator() as jira:
         port = free_port()
+        playbooks = tmp_path / "playbooks"
+        playbooks.mkdir()
+        (playbooks / "ticket.yaml").write_text(yaml.safe_dump({  # the shipped ones cap runs at 20-60 an hour
+            "name": "drill-ticket", "trigger": {"rules": ["exposure.*"], "min_severity": "critical"},
+            "steps": [{"action": "ticket.jira", "params": {"summary": "{{ field('rule.id') }} on "
+                                                                      "{{ field('postern.asset.id') }}"}}],
+            "guardrails": {"max_runs_per_hour": 100_000, "max_runs_per_asset_per_hour": 100}}))
         config = tmp_path / "config.yaml"
         config.write_text(yaml.safe_dump({
             "assets": [{"host": "127.0.0.1", "ports": [free_port()], "http_port": None}],
             "state_dir": str(tmp_path / "state"),
-            "respond": {"port": port, "sources": [{"name": "ta", "kind": "splunk", "auth": "signature",
-                                                   "secret": KEY, "rate_limit": 1000}],
+            "respond": {"port": port, "playbooks": str(playbooks),
+                        "sources": [{"name": "ta", "kind": "splunk", "auth": "signature", "secret": KEY,
+                                     "rate_limit": 1000}],
                         "queue": {"backoff_base": "0.1s", "lease": "2s"},
                         "actions": {"ticket.jira": {"url": jira.url, "email": jira.email,
                                                     "api_token": jira.api_token, "project": "SEC"}}}}))
