@@ -510,13 +510,29 @@ class Measured:
     seconds: float
 
 
+_REPORT_HWM = """
+import atexit, os
+def _postern_report_hwm():
+    with open("/proc/self/status") as status, open(os.environ["POSTERN_MEASURE_HWM"], "w") as out:
+        out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+atexit.register(_postern_report_hwm)
+"""
+
+
 def run_measured(snippet: str, *, timeout: float = 60.0, env: Mapping[str, str] | None = None,
                  cwd: Path | None = None) -> Measured:
-    """Run ``snippet`` in a fresh Python and report its own peak RSS (wait4's rusage covers that child alone)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Run ``snippet`` in a fresh Python and report its own peak RSS.
+
+    The child reads its VmHWM at exit: wait4's ru_maxrss would also count the forked copy of this (test) process
+    before exec, so a small child of a 200 MB pytest would measure 200 MB. A child killed at the timeout cannot
+    report, and falls back to ru_maxrss (an upper bound).
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r", suffix=".hwm") as hwm:
         started = time.monotonic()
-        process = subprocess.Popen([sys.executable, "-c", snippet], stdout=out, stderr=err,
-                                   env=dict(env) if env is not None else None, cwd=cwd)
+        child_env = {**(dict(env) if env is not None else os.environ), "POSTERN_MEASURE_HWM": hwm.name}
+        process = subprocess.Popen([sys.executable, "-c", _REPORT_HWM + snippet], stdout=out, stderr=err,
+                                   env=child_env, cwd=cwd)
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
@@ -530,5 +546,7 @@ def run_measured(snippet: str, *, timeout: float = 60.0, env: Mapping[str, str] 
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
+        reported = Path(hwm.name).read_text().strip()
+        peak = int(reported) / 1024 if reported else usage.ru_maxrss / 1024
         return Measured(process.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
-                        usage.ru_maxrss / 1024, seconds)
+                        peak, seconds)
