@@ -27,8 +27,10 @@ def run_command(
                                             "could not be scanned to the end.")] = False,
     ship_timeout: Annotated[float, typer.Option(help="With --once: seconds to wait for delivery.")] = 120.0,
 ) -> None:
-    """Run as a long-lived collector: scan assets on their schedule until SIGTERM; with a respond: section, also
-    receive SIEM and SOAR callbacks and run their playbooks."""
+    """Run as a long-lived collector: scan on schedule, answer callbacks, until SIGTERM.
+
+    Assets are scanned on their schedule; with a respond: section, SIEM and SOAR callbacks are received and their
+    playbooks run."""
     loaded = load_config(config)
     catalog, normaliser = load_catalog_and_normaliser(loaded.mappings_dir, loaded.observer_name)
     state = StateStore(loaded.state_dir / "state.sqlite")  # first: a second process stops here, holding nothing

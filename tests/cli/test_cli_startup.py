@@ -16,7 +16,7 @@ from support.sites import hardened_routes, site
 from support.web import Reply
 
 HEAVY = {"httpx", "cryptography", "OpenSSL", "dns", "elasticsearch", "pydantic", "connector.scan",
-         "connector.delivery", "connector.runtime"}
+         "connector.delivery", "connector.runtime", "rich.markdown", "typer.rich_utils"}  # rich help: 0.3 s
 
 _LIST_MODULES = """
 import sys

@@ -106,8 +106,8 @@ def header_as_read(value: str) -> str:
 
 
 def extension_as_read(value: str) -> str:
-    """CR and LF survive (escaped); the other unescapable characters are spaces."""
-    return re.sub(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]", " ", value)
+    """CR and LF survive (escaped), TAB survives as itself; the other unescapable characters are spaces."""
+    return re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]", " ", value)
 
 
 @given(st.fixed_dictionaries({key: HOSTILE for key in HEADER_KEYS}), st.fixed_dictionaries({
