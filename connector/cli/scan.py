@@ -22,6 +22,7 @@ from connector.cli._common import console_err, fail, load_catalog_and_normaliser
 from connector.core.catalog import Catalog
 from connector.core.errors import format_validation_error
 from connector.core.events import encode_line
+from connector.core.lifecycle import Change, Transition
 from connector.core.model import Asset, Criticality, Finding, Severity, Status, without_password
 from connector.delivery.pipeline import Pipeline
 from connector.normalise import Normaliser
@@ -111,7 +112,8 @@ def scan_command(
     = None,
     criticality: Annotated[Criticality, typer.Option(help="Criticality given to command-line targets.")]
     = Criticality.MEDIUM,
-    state: Annotated[Path | None, typer.Option(help="SQLite file remembering first-seen times across runs.")]
+    state: Annotated[Path | None, typer.Option(
+        help="SQLite file remembering findings across runs: first-seen times, and opened/resolved events.")]
     = None,
     mappings: Annotated[Path | None, typer.Option(help="Directory with rules/, ecs.yaml, cef.yaml.")] = None,
     ship_timeout: Annotated[float, typer.Option(help="With sinks in the config: seconds to wait for delivery.")]
@@ -149,13 +151,13 @@ def scan_command(
         if pipeline is not None:
             pipeline.start()
         try:
-            findings = asyncio.run(_scan(plan, catalog, settings, store, pipeline, writer, quiet))
+            findings, changes = asyncio.run(_scan(plan, catalog, settings, store, pipeline, writer, quiet))
             delivered = report_delivery(pipeline, ship_timeout, quiet) if pipeline is not None else True
         finally:
             if pipeline is not None:
                 pipeline.stop()
     if not quiet:
-        _summary(findings, assets, catalog)
+        _summary(findings, assets, catalog, changes if store is not None else None)
     code = _exit_code(findings, threshold, fail_on_error)
     raise typer.Exit(code or (0 if delivered else 3))
 
@@ -185,13 +187,17 @@ class _EventWriter:
         self.only_failed = only_failed
         self.stream: BinaryIO | None = None
 
-    def write(self, findings: list[Finding]) -> None:
+    def write(self, findings: list[Finding], transitions: list[Transition]) -> None:
+        """The state events, then the transitions (always written: each one is a change)."""
         if self.stream is None:
             return
         for finding in findings:
             if self.only_failed and finding.status in (Status.PASS, Status.NOT_APPLICABLE):
                 continue
             self.stream.write(encode_line(self.normaliser.spool_event(finding, self.formats), self.output_format))
+        for transition in transitions:
+            event = self.normaliser.spool_event(transition.finding, self.formats, transition)
+            self.stream.write(encode_line(event, self.output_format))
         self.stream.flush()
 
 
@@ -237,8 +243,9 @@ async def _scan(
     pipeline: Pipeline | None,
     writer: _EventWriter,
     quiet: bool,
-) -> list[Finding]:
+) -> tuple[list[Finding], Counter[Change]]:
     findings: list[Finding] = []
+    changes: Counter[Change] = Counter()
     show_progress = not quiet and len(plan.assets) > 1
     progress = Progress(
         TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -251,12 +258,14 @@ async def _scan(
             if run.not_spooled is not None:
                 raise run.not_spooled
             findings.extend(run.report.findings)
-            writer.write(run.report.findings)
+            changes.update(transition.change for transition in run.transitions)
+            writer.write(run.report.findings, run.transitions)
             progress.update(task, advance=1, description=run.report.asset.id)
-    return findings
+    return findings, changes
 
 
-def _summary(findings: list[Finding], assets: list[Asset], catalog: Catalog) -> None:
+def _summary(findings: list[Finding], assets: list[Asset], catalog: Catalog,
+             changes: Counter[Change] | None) -> None:
     failing = sorted((f for f in findings if f.is_failing), key=lambda f: (-f.severity.rank, f.asset.id))
     advisories = sum(1 for f in findings if f.is_advisory)
     not_applicable = sum(1 for f in findings if f.status is Status.NOT_APPLICABLE)
@@ -286,6 +295,9 @@ def _summary(findings: list[Finding], assets: list[Asset], catalog: Catalog) -> 
         + f", {len(errors)} could not be evaluated"
         + (f", {not_applicable} not applicable" if not_applicable else "")
     )
+    if changes is not None:
+        console_err.print("since the last scan: " + ", ".join(
+            f"{changes[change]} {change.value.removeprefix('finding-')}" for change in Change))
 
 
 def _group_errors(errors: list[Finding]) -> dict[tuple[str, str], list[str]]:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from connector.core.lifecycle import Transition
 from connector.core.model import Finding
 
 
@@ -36,9 +37,10 @@ class SpooledEvent:
 
 
 class Publisher(Protocol):
-    """Commits findings durably for delivery; returns once they are safe (the pipeline implements it)."""
+    """Commits findings, and the transitions they made, durably for delivery; returns once they are safe (the
+    pipeline implements it)."""
 
-    def publish(self, findings: Sequence[Finding]) -> None: ...
+    def publish(self, findings: Sequence[Finding], transitions: Sequence[Transition] = ()) -> None: ...
 
 
 @dataclass(frozen=True)

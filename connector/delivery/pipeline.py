@@ -13,6 +13,7 @@ from typing import Any
 from connector.core import metrics
 from connector.core.audit import AuditRecord
 from connector.core.catalog import Catalog
+from connector.core.lifecycle import Transition
 from connector.core.model import Asset, Finding, Status, normalise_host
 from connector.delivery.shipping import Shipping
 from connector.delivery.sinks import build_sink
@@ -52,20 +53,25 @@ class Pipeline:
     def start(self) -> None:
         self.shipping.start()
 
-    def publish(self, findings: Sequence[Finding]) -> None:
-        """Commit findings to the spool; returns once they are durable (the shippers take it from there).
+    def publish(self, findings: Sequence[Finding], transitions: Sequence[Transition] = ()) -> None:
+        """Commit findings and their transitions to the spool in one append; returns once they are durable (the
+        shippers take it from there).
 
         Raises SpoolError when they could not be written (full under ``block``, or a disk error): the caller
         still holds them and must treat the scan as not delivered.
         """
-        if not self.sinks or not findings:
+        if not self.sinks or not (findings or transitions):
             return
         events = [self.normaliser.spool_event(finding, self.formats) for finding in findings]
+        events += [self.normaliser.spool_event(transition.finding, self.formats, transition)
+                   for transition in transitions]
         dropped = self.spool.append(events, timeout=self.spool_config.block_timeout.total_seconds(),
                                     stop=self.stopping)
         metrics.EVENTS_SPOOLED.inc(len(events))
         for finding in findings:
             metrics.FINDINGS.labels(finding.status.value).inc()
+        for transition in transitions:
+            metrics.TRANSITIONS.labels(transition.change.value).inc()
         if dropped:
             self._report_overflow(dropped)
 

@@ -1,1 +1,1 @@
-"""Layer 2: what the connector knows of the estate across scans (finding history, then assets and drift)."""
+"""Layer 2: what the connector knows of the estate across scans (the finding ledger, then assets and drift)."""

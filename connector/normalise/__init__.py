@@ -11,12 +11,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from connector.core.catalog import Catalog
 from connector.core.errors import ConfigError, format_validation_error
 from connector.core.events import NewEvent
+from connector.core.lifecycle import Transition
 from connector.core.model import Finding
 from connector.core.resources import mappings_dir
 from connector.core.yamlio import load_yaml
 from connector.normalise.cef import CefEncoder
 from connector.normalise.context import ContextBuilder, Runtime, Scoring
 from connector.normalise.ecs import EcsEncoder
+from connector.normalise.lifecycle import rekind
 
 __all__ = ["Normaliser", "Runtime"]
 
@@ -66,10 +68,18 @@ class Normaliser:
     def cef(self, finding: Finding) -> str:
         return self.cef_encoder.encode(self.contexts.build(finding))
 
-    def spool_event(self, finding: Finding, formats: frozenset[str]) -> NewEvent:
-        """The spooled form: only the encodings some sink needs, plus the fields sinks route on."""
-        context = self.contexts.build(finding)
+    def transition_ecs(self, transition: Transition) -> dict[str, Any]:
+        return rekind(self.ecs_encoder.encode(self.contexts.build(transition.finding, transition)), transition)
+
+    def spool_event(self, finding: Finding, formats: frozenset[str], transition: Transition | None = None) -> NewEvent:
+        """The spooled form: only the encodings some sink needs, plus the fields sinks route on.
+
+        With ``transition``, the event is that transition of ``finding`` (opened, resolved...), not its state.
+        """
+        context = self.contexts.build(finding, transition)
         document = self.ecs_encoder.encode(context) if "ecs" in formats else None
+        if document is not None and transition is not None:
+            rekind(document, transition)
         meta = {
             "time": finding.observed_at.timestamp(),
             "host": finding.asset.host,
@@ -81,6 +91,8 @@ class Normaliser:
             "check": finding.check,
             "scan_id": finding.scan_id,
         }
+        if transition is not None:
+            meta["action"] = transition.change.value
         return NewEvent(
             event_id=context["finding"]["event_id"],
             meta=orjson.dumps(meta).decode(),

@@ -1,7 +1,8 @@
 """The source document that mapping files read from: one finding joined with its rule, asset and runtime.
 
 Paths available to ``mappings/*.yaml`` (documented in mappings/README.md):
-``finding.*``, ``rule.*``, ``catalog.*``, ``asset.*``, ``target.*``, ``observed.*``, ``connector.*``.
+``finding.*``, ``rule.*``, ``catalog.*``, ``asset.*``, ``target.*``, ``observed.*``, ``connector.*``, and
+``lifecycle.*`` on a finding's transition (empty on the per-scan state events).
 Rule and asset parts are built once per rule or asset and reused, so normalising is cheap per event.
 """
 
@@ -13,7 +14,9 @@ from typing import Any
 
 from connector import __version__
 from connector.core.catalog import Catalog, Rule
+from connector.core.lifecycle import Transition
 from connector.core.model import Asset, Finding, Status, event_id
+from connector.normalise.lifecycle import lifecycle_context
 
 EVALUATION = {Status.PASS: "passed", Status.FAIL: "failed", Status.ERROR: "unknown", Status.NOT_APPLICABLE: "unknown"}
 OUTCOME = {Status.PASS: "success", Status.FAIL: "failure", Status.ERROR: "unknown", Status.NOT_APPLICABLE: "unknown"}
@@ -50,7 +53,8 @@ class ContextBuilder:
         self._rules: dict[str, dict[str, Any]] = {}
         self._assets: dict[str, dict[str, Any]] = {}
 
-    def build(self, finding: Finding) -> dict[str, Any]:
+    def build(self, finding: Finding, transition: Transition | None = None) -> dict[str, Any]:
+        """The mapping files' sources; with a transition, the event is the transition's (its id, ``lifecycle``)."""
         asset = finding.asset
         rule = self._rule(finding.rule_id)
         target = finding.target
@@ -68,7 +72,7 @@ class ContextBuilder:
                 "message": finding.message,
                 "summary": f"{rule['name']}: {finding.message}",
                 "fingerprint": marker,
-                "event_id": event_id(marker, finding.scan_id),
+                "event_id": transition.event_id if transition else event_id(marker, finding.scan_id),
                 "scan_id": finding.scan_id,
                 "observed_at": finding.observed_at,
                 "first_seen": finding.first_seen,
@@ -85,6 +89,7 @@ class ContextBuilder:
                        "domain": asset.host if target.scheme else None},
             "observed": finding.observed,
             "connector": self.connector,
+            "lifecycle": lifecycle_context(transition) if transition else None,
         }
 
     def _rule(self, rule_id: str) -> dict[str, Any]:

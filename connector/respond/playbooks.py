@@ -38,8 +38,11 @@ class Mode(StrEnum):
 
 
 class Lifecycle(StrEnum):
+    """``postern.lifecycle.change`` of a finding's transition event (connector/normalise/lifecycle.py)."""
+
     OPENED = "opened"
     REOPENED = "reopened"
+    CHANGED = "changed"
     RESOLVED = "resolved"
 
 
@@ -52,7 +55,8 @@ class Trigger(BaseModel):
     criticality: list[Criticality] = Field(default_factory=list)
     owners: list[str] = Field(default_factory=list, description="owner globs")
     tags: list[str] = Field(default_factory=list, description="any of these asset tags")
-    lifecycle: list[Lifecycle] = Field(default_factory=list, description="none: any, and events without one")
+    lifecycle: list[Lifecycle] = Field(default_factory=list, description="transitions to act on; none: any event, "
+                                                                         "the per-scan state events included")
     advisories: bool = Field(default=False, description="also info-severity failures (CAA absent...), which are "
                                                         "events but not alerts")
 
@@ -160,7 +164,7 @@ class Playbook(BaseModel):
         criticality = field_value(finding, "postern.asset.criticality")
         owner = str(field_value(finding, "postern.asset.owner") or "")
         tags = field_value(finding, "postern.asset.tags") or []
-        lifecycle = field_value(finding, "postern.lifecycle")
+        lifecycle = field_value(finding, "postern.lifecycle.change")
         status = _status(field_value(finding, "postern.status"))
         if not trigger.advisories and severity is not None and status is not None and is_advisory(status, severity):
             return False

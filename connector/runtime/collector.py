@@ -1,7 +1,8 @@
 """One scan run, wired once: engine -> inventory -> publish. The CLI, the sidecar and the rescan action use it.
 
-Each asset's findings get their episode (first_seen) from the finding history, are made durable through the
-publisher, and only then is the scan recorded, so a crash re-runs what was not published instead of losing it.
+The finding ledger assesses each asset's findings (their episodes, the transitions since the last scan); they
+are made durable through the publisher, and only then are the ledger and the scan recorded, so a crash re-runs
+what was not published instead of losing it, and never records a transition nobody was told about.
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from connector.core.catalog import Catalog
 from connector.core.clock import utc_now
 from connector.core.errors import ConfigError
 from connector.core.events import Publisher, RescanResult
+from connector.core.lifecycle import Transition
 from connector.core.model import Asset, AssetReport
 from connector.delivery.pipeline import Pipeline
 from connector.delivery.spool import SpoolError
@@ -28,10 +30,12 @@ from connector.scan.engine import ScanPlan, scan
 
 @dataclass(frozen=True)
 class Collected:
-    """One asset's scan, with its episodes; ``not_spooled`` says why it could not be published (it runs again)."""
+    """One asset's scan, with its episodes and transitions; ``not_spooled`` says why it could not be published
+    (it runs again)."""
 
     report: AssetReport
     scan_id: str
+    transitions: list[Transition] = field(default_factory=list)
     not_spooled: SpoolError | None = None
 
 
@@ -50,16 +54,19 @@ async def collect(
     try:
         async for scanned in reports:
             asset_scan_id = scan_id(scanned.asset) if callable(scan_id) else scan_id
-            report = AssetReport(scanned.asset, state.history.annotate(scanned.findings)) if state else scanned
+            assessment = state.findings.assess(scanned) if state else None
+            report = AssetReport(scanned.asset, assessment.findings) if assessment else scanned
+            transitions = assessment.transitions if assessment else []
             if publisher is not None:
                 try:
-                    await asyncio.to_thread(publisher.publish, report.findings)
+                    await asyncio.to_thread(publisher.publish, report.findings, transitions)
                 except SpoolError as exc:
-                    yield Collected(report, asset_scan_id, exc)
+                    yield Collected(report, asset_scan_id, transitions, exc)
                     continue
-            if state is not None:
+            if state is not None and assessment is not None:
+                state.findings.apply(assessment)
                 state.record_scan(asset_scan_id, report.asset.id, clock(), len(report.findings))
-            yield Collected(report, asset_scan_id)
+            yield Collected(report, asset_scan_id, transitions)
     finally:
         await reports.aclose()
 

@@ -1,5 +1,5 @@
 """What the connector remembers between runs: when each asset was scanned and its schedule, plus the finding
-history of connector.inventory, all in one SQLite file of the state directory."""
+ledger of connector.inventory, all in one SQLite file of the state directory."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from connector.core.errors import ConfigError
-from connector.inventory.history import FindingHistory
+from connector.inventory.lifecycle import FindingLedger
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scans (
@@ -44,8 +44,9 @@ class StateStore:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=30000")  # a rescan writes through its own connection
             self._db.executescript(_SCHEMA)
-            self.history = FindingHistory(self._db)
+            self.findings = FindingLedger(self._db)
         except (OSError, sqlite3.Error) as exc:
             self._unlock()
             raise ConfigError(f"state store {path}: {exc}") from None

@@ -93,7 +93,8 @@ def _answers(port: int) -> bool:
 def test_playbooks_test_prints_the_plan_without_side_effects(tmp_path: Path) -> None:
     alert = {"rule": {"id": "r"}, "alert": {"uuid": "u"}, "date": "2026-12-07T12:00:00Z", "alerts": [
         {"rule": {"id": "exposure.git_directory"}, "message": "/.git/ is readable",
-         "postern": {"fingerprint": FINGERPRINT, "severity": "critical", "asset": {"id": "shop.example.test"}}}]}
+         "postern": {"fingerprint": FINGERPRINT, "severity": "critical", "asset": {"id": "shop.example.test"},
+                     "lifecycle": {"change": "opened"}}}]}
     event = tmp_path / "alert.json"
     event.write_text(json.dumps(alert))
     playbook = Path(__file__).parents[2] / "playbooks" / "critical-exposure-page.yaml"

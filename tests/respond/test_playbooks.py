@@ -23,9 +23,11 @@ FINGERPRINT = "9f" * 16
 
 
 def exposure_alert(date: str = "2026-12-07T12:00:00.000Z", **fields: Any) -> dict[str, Any]:
-    """A Kibana webhook body (the documented template) about one critical exposure."""
+    """A Kibana webhook body (the documented template) about one critical exposure that just opened."""
     alert = {"rule": {"id": "exposure.git_directory", "name": "Git repository exposed"},
+             "event": {"kind": "event", "action": "finding-opened"},
              "postern": {"fingerprint": FINGERPRINT, "severity": "critical", "status": "fail",
+                         "lifecycle": {"change": "opened"},
                          "asset": {"id": "shop.example.test", "owner": "web-team@example.test",
                                    "criticality": "high"}},
              "message": "/.git/ is readable", **fields}
@@ -48,7 +50,7 @@ def callback(planner: PlaybookEngine, payload: dict[str, Any], key: str, kind: s
 def test_the_shipped_playbooks_are_valid() -> None:
     names = {playbook.name for playbook in load_playbooks(PLAYBOOKS)}
     assert names == {"cert-expiring-notify-owner", "cert-expiring-ticket", "critical-exposure-page",
-                     "high-finding-ticket", "routine-daily-digest"}
+                     "high-finding-ticket", "routine-daily-digest", "resolved-finding-close-ticket"}
 
 
 def test_errors_name_the_file_and_line(tmp_path: Path) -> None:

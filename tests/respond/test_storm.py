@@ -26,7 +26,8 @@ def alert(n: int) -> bytes:
                        "date": f"2026-12-07T12:{n // 60 % 60:02d}:{n % 60:02d}.{n:06d}Z",  # a new firing each time
                        "alerts": [{"rule": {"id": "exposure.git_directory"}, "message": "/.git/ is readable",
                                    "postern": {"fingerprint": FINGERPRINT, "severity": "critical", "status": "fail",
-                                               "asset": {"id": "shop.example.test"}}}]}).encode()
+                                               "asset": {"id": "shop.example.test"},
+                                               "lifecycle": {"change": "opened"}}}]}).encode()
 
 
 def test_a_storm_of_callbacks_for_one_finding_is_one_ticket_and_one_page(tmp_path: Path) -> None:

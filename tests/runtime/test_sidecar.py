@@ -87,7 +87,7 @@ def read_events(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_run_once_writes_events_and_keeps_first_seen_across_runs(pki: Pki, tmp_path: Path) -> None:
+def test_run_once_writes_events_keeps_first_seen_and_opens_a_finding_once(pki: Pki, tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     with site("side.test", pki.intermediate.issue(["side.test"], days_valid=20)) as soon:
         config = write_config(tmp_path / "config.yaml", pki, [soon.asset], events)
@@ -95,8 +95,10 @@ def test_run_once_writes_events_and_keeps_first_seen_across_runs(pki: Pki, tmp_p
             done = connector("run", "-c", str(config), "--once", timeout=60)
             assert done.returncode == 0, done.stderr
     written = read_events(events)
-    expiring = [e for e in written if e["rule"]["id"] == "cert.expiring_soon"]
+    expiring = [e for e in written if e["rule"]["id"] == "cert.expiring_soon" and e["event"]["kind"] == "state"]
+    opened = [e for e in written if e["rule"]["id"] == "cert.expiring_soon" and e["event"]["kind"] == "event"]
     assert len(expiring) == 2
+    assert [e["event"]["action"] for e in opened] == ["finding-opened"]  # the second run restates, opens nothing
     assert expiring[0]["postern"]["first_seen"] == expiring[1]["postern"]["first_seen"]
     assert expiring[0]["postern"]["last_seen"] < expiring[1]["postern"]["last_seen"]
     assert expiring[0]["event"]["id"] != expiring[1]["event"]["id"]  # two scans, two state events
@@ -177,7 +179,7 @@ def test_a_second_process_on_the_same_state_directory_refuses_to_start(pki: Pki,
         assert "Traceback" not in second.stderr
         assert f"state directory {state_dir} is in use by another connector process (pid {first.pid})" \
             in " ".join(second.stderr.split())
-    written = read_events(events)
+    written = [event for event in read_events(events) if event["event"]["kind"] == "state"]
     per_rule = Counter((event["rule"]["id"], event["postern"].get("subject")) for event in written)
     assert written and max(per_rule.values()) == 1, "each finding of the one scan is written once"
     assert not (tmp_path / "out.jsonl").exists() or not (tmp_path / "out.jsonl").read_text()

@@ -1,0 +1,210 @@
+"""The finding ledger: each finding's episode (first_seen) and whether it is open, and the transitions between scans.
+
+Rules that keep a false "resolved" out of the SIEM:
+- a finding resolves on a passing verdict for it, or when a complete run of its check on the asset no longer
+  reports it (a closed port, a removed path);
+- a check that errored anywhere on the asset resolves nothing by absence: visibility was lost, the state stays;
+- a check that did not run (``--checks``, a rescan of another check) resolves nothing;
+- a scan is assessed per asset from its whole report, and the ledger changes only after the report's events are
+  durable, so a crash mid-scan changes nothing and the re-run reports the same transitions.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from connector.core.lifecycle import Change, Transition
+from connector.core.model import AssetReport, Finding, Severity, Status
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS findings (
+    fingerprint TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL
+);
+"""
+# columns added to the first release's table; old rows that were failing count as open since their first_seen
+_COLUMNS = {"asset_id": "TEXT", "check_name": "TEXT", "is_open": "INTEGER NOT NULL DEFAULT 0", "opened_at": "TEXT",
+            "resolved_at": "TEXT", "failing": "TEXT"}
+_MIGRATE_OPEN = "UPDATE findings SET is_open = 1, opened_at = first_seen WHERE status = 'fail' AND opened_at IS NULL"
+
+# evidence that moves on every scan without the finding changing (a certificate's days left): not a "change"
+VOLATILE_EVIDENCE = frozenset({"days_left"})
+
+
+@dataclass
+class _Row:
+    fingerprint: str
+    asset_id: str
+    check_name: str
+    status: str
+    first_seen: str
+    last_seen: str
+    is_open: bool
+    opened_at: str | None
+    resolved_at: str | None
+    failing: str | None  # the open episode's last failing verdict, as Finding JSON
+
+    @classmethod
+    def read(cls, values: Sequence[Any]) -> _Row:
+        """A row as selected with ``_FIELDS``."""
+        return cls(values[0], values[1], values[2], values[3], values[4], values[5], bool(values[6]), values[7],
+                   values[8], values[9])
+
+    def failing_finding(self) -> Finding | None:
+        return Finding.model_validate_json(self.failing) if self.failing else None
+
+
+@dataclass
+class Assessment:
+    """One asset's scan as the ledger sees it; ``apply`` records it once its events are durable."""
+
+    findings: list[Finding]
+    transitions: list[Transition]
+    rows: list[_Row] = field(default_factory=list, repr=False)
+
+
+class FindingLedger:
+    """Kept in the state database the runtime opens (one writer, WAL: safe to read while it runs)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._db.executescript(_SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(findings)")}
+        for name, kind in _COLUMNS.items():
+            if name not in present:
+                self._db.execute(f"ALTER TABLE findings ADD COLUMN {name} {kind}")
+        self._db.execute(_MIGRATE_OPEN)
+        self._db.execute("CREATE INDEX IF NOT EXISTS findings_open ON findings (asset_id, is_open)")
+
+    def assess(self, report: AssetReport) -> Assessment:
+        """The report's findings with their episodes, and its transitions; changes nothing until ``apply``."""
+        known = self._rows(report.asset.id, [finding.fingerprint for finding in report.findings])
+        findings, transitions, rows = [], [], []
+        for finding in report.findings:
+            row = known.get(finding.fingerprint)
+            annotated, row, transition = _step(finding, row)
+            findings.append(annotated)
+            rows.append(row)
+            if transition is not None:
+                transitions.append(transition)
+        for row in self._vanished(report):
+            rows.append(row)
+            transitions.append(_resolve_vanished(row, report))
+        return Assessment(findings, transitions, rows)
+
+    def apply(self, assessment: Assessment) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO findings (fingerprint, asset_id, check_name, status, first_seen, last_seen, is_open, "
+                "opened_at, resolved_at, failing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(fingerprint) DO UPDATE SET asset_id = excluded.asset_id, "
+                "check_name = excluded.check_name, status = excluded.status, first_seen = excluded.first_seen, "
+                "last_seen = excluded.last_seen, is_open = excluded.is_open, opened_at = excluded.opened_at, "
+                "resolved_at = excluded.resolved_at, failing = excluded.failing",
+                [(row.fingerprint, row.asset_id, row.check_name, row.status, row.first_seen, row.last_seen,
+                  int(row.is_open), row.opened_at, row.resolved_at, row.failing) for row in assessment.rows])
+
+    def open_findings(self, asset_id: str | None = None) -> list[Finding]:
+        """The last failing verdict of each open finding (of one asset, or all)."""
+        query = "SELECT failing FROM findings WHERE is_open = 1 AND failing IS NOT NULL"
+        rows = self._db.execute(query + " AND asset_id = ?", (asset_id,)) if asset_id else self._db.execute(query)
+        return [Finding.model_validate_json(row[0]) for row in rows]
+
+    def _rows(self, asset_id: str, fingerprints: Sequence[str]) -> dict[str, _Row]:
+        rows: dict[str, _Row] = {}
+        wanted = list(dict.fromkeys(fingerprints))
+        for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+            chunk = wanted[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for values in self._db.execute(f"SELECT {_FIELDS} FROM findings WHERE fingerprint IN ({marks})", chunk):
+                row = _Row.read(values)
+                row.asset_id = row.asset_id or asset_id  # a row from before the ledger kept assets
+                rows[row.fingerprint] = row
+        return rows
+
+    def _vanished(self, report: AssetReport) -> list[_Row]:
+        """Open findings of checks that ran completely on the asset and no longer report them."""
+        ran = {finding.check for finding in report.findings}
+        errored = {finding.check for finding in report.findings if finding.status is Status.ERROR}
+        complete = ran - errored
+        reported = {finding.fingerprint for finding in report.findings}
+        vanished = []
+        for values in self._db.execute(f"SELECT {_FIELDS} FROM findings WHERE asset_id = ? AND is_open = 1 "
+                                       "AND failing IS NOT NULL",
+                                       (report.asset.id,)):
+            row = _Row.read(values)
+            if row.check_name in complete and row.fingerprint not in reported:
+                vanished.append(row)
+        return vanished
+
+
+_FIELDS = ("fingerprint, asset_id, check_name, status, first_seen, last_seen, is_open, opened_at, resolved_at, "
+           "failing")
+
+
+def _step(finding: Finding, row: _Row | None) -> tuple[Finding, _Row, Transition | None]:
+    """One verdict against the finding's record: its episode, its new record and the transition it makes."""
+    stamp = finding.observed_at.isoformat()
+    same_status = row is not None and row.status == finding.status.value
+    first_seen = row.first_seen if row is not None and same_status else stamp
+    annotated = finding if first_seen == stamp else finding.model_copy(
+        update={"first_seen": datetime.fromisoformat(first_seen)})
+    updated = _Row(finding.fingerprint, finding.asset.id, finding.check, finding.status.value, first_seen, stamp,
+                   row.is_open if row else False, row.opened_at if row else None, row.resolved_at if row else None,
+                   row.failing if row else None)
+    transition: Transition | None = None
+    before = row.failing_finding() if row is not None and row.is_open else None
+    if finding.status is Status.FAIL:
+        failing = annotated.model_dump_json()
+        if row is None or not row.is_open:
+            change = Change.REOPENED if row is not None and row.opened_at else Change.OPENED
+            updated.is_open, updated.opened_at, updated.resolved_at = True, stamp, None
+            transition = Transition(change, annotated, None, finding.observed_at,
+                                    "failing again" if change is Change.REOPENED else "failing")
+        elif before is not None and _changed(before, finding):
+            transition = Transition(Change.CHANGED, annotated, before, _opened(row, finding),
+                                    _what_changed(before, finding))
+        updated.failing = failing
+    elif finding.status is Status.PASS and row is not None and row.is_open:
+        updated.is_open, updated.resolved_at = False, stamp
+        transition = Transition(Change.RESOLVED, annotated, before, _opened(row, finding), "passing")
+    return annotated, updated, transition
+
+
+def _resolve_vanished(row: _Row, report: AssetReport) -> Transition:
+    before = Finding.model_validate_json(row.failing or "")
+    latest = max(report.findings, key=lambda finding: finding.observed_at)
+    resolved = before.model_copy(update={
+        "status": Status.PASS, "severity": Severity.INFO,  # as the engine gives every passing verdict
+        "message": f"no longer reported by a complete run of the {row.check_name} check",
+        "scan_id": latest.scan_id, "observed_at": latest.observed_at, "first_seen": latest.observed_at,
+        "last_seen": latest.observed_at, "asset": report.asset})
+    stamp = latest.observed_at.isoformat()
+    row.status, row.first_seen, row.last_seen = Status.PASS.value, stamp, stamp
+    row.is_open, row.resolved_at = False, stamp
+    return Transition(Change.RESOLVED, resolved, before, _opened(row, resolved), "no longer reported")
+
+
+def _opened(row: _Row, finding: Finding) -> datetime:
+    return datetime.fromisoformat(row.opened_at) if row.opened_at else finding.first_seen
+
+
+def _stable(evidence: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in evidence.items() if key not in VOLATILE_EVIDENCE}
+
+
+def _changed(before: Finding, after: Finding) -> bool:
+    return before.severity is not after.severity or _stable(before.evidence) != _stable(after.evidence)
+
+
+def _what_changed(before: Finding, after: Finding) -> str:
+    if before.severity is not after.severity:
+        return f"severity {before.severity.value} -> {after.severity.value}"
+    return "evidence changed"
