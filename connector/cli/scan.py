@@ -22,7 +22,7 @@ from connector.cli._common import console_err, fail, load_catalog_and_normaliser
 from connector.core.catalog import Catalog
 from connector.core.errors import format_validation_error
 from connector.core.events import encode_line
-from connector.core.lifecycle import Change, Transition
+from connector.core.lifecycle import Change, StateChange, Transition
 from connector.core.model import Asset, Criticality, Finding, Severity, Status, without_password
 from connector.delivery.pipeline import Pipeline
 from connector.normalise import Normaliser
@@ -187,17 +187,16 @@ class _EventWriter:
         self.only_failed = only_failed
         self.stream: BinaryIO | None = None
 
-    def write(self, findings: list[Finding], transitions: list[Transition]) -> None:
-        """The state events, then the transitions (always written: each one is a change)."""
+    def write(self, findings: list[Finding], changes: list[StateChange]) -> None:
+        """The state events, then what changed (always written: each one is news)."""
         if self.stream is None:
             return
         for finding in findings:
             if self.only_failed and finding.status in (Status.PASS, Status.NOT_APPLICABLE):
                 continue
             self.stream.write(encode_line(self.normaliser.spool_event(finding, self.formats), self.output_format))
-        for transition in transitions:
-            event = self.normaliser.spool_event(transition.finding, self.formats, transition)
-            self.stream.write(encode_line(event, self.output_format))
+        for change in changes:
+            self.stream.write(encode_line(self.normaliser.change_event(change, self.formats), self.output_format))
         self.stream.flush()
 
 
@@ -258,8 +257,8 @@ async def _scan(
             if run.not_spooled is not None:
                 raise run.not_spooled
             findings.extend(run.report.findings)
-            changes.update(transition.change for transition in run.transitions)
-            writer.write(run.report.findings, run.transitions)
+            changes.update(change.change for change in run.changes if isinstance(change, Transition))
+            writer.write(run.report.findings, run.changes)
             progress.update(task, advance=1, description=run.report.asset.id)
     return findings, changes
 

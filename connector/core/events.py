@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from connector.core.lifecycle import Transition
+from connector.core.lifecycle import StateChange
 from connector.core.model import Finding
 
 
@@ -37,10 +37,10 @@ class SpooledEvent:
 
 
 class Publisher(Protocol):
-    """Commits findings, and the transitions they made, durably for delivery; returns once they are safe (the
-    pipeline implements it)."""
+    """Commits findings, and what changed with them (finding transitions, drift, inventory changes), durably for
+    delivery; returns once they are safe (the pipeline implements it)."""
 
-    def publish(self, findings: Sequence[Finding], transitions: Sequence[Transition] = ()) -> None: ...
+    def publish(self, findings: Sequence[Finding], changes: Sequence[StateChange] = ()) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
-"""Finding lifecycle: each (asset, rule, subject) is open or resolved, and each move between them is an event.
+"""What changed, as events: finding transitions, observation drift and inventory changes.
 
-A scan restates every rule (``event.kind: state``); a transition says what changed since the last complete scan,
-so SIEM rules and playbooks alert once per change instead of once per scan. The inventory decides transitions,
-the normaliser encodes them, and the spool carries them with the scan's findings.
+A scan restates every rule (``event.kind: state``); these say what changed since the last complete scan, so SIEM
+rules and playbooks alert once per change instead of once per scan. The inventory decides them, the normaliser
+encodes them, and the spool carries them with the scan's findings.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from connector.core.model import Finding
+from connector.core.model import Asset, Finding
 
 
 class Change(StrEnum):
@@ -44,3 +45,68 @@ class Transition:
         """Deterministic per scan, so a transition re-spooled after a crash is one event to every sink."""
         material = f"{self.finding.fingerprint}|{self.change.value}|{self.finding.scan_id}"
         return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Drift:
+    """An observation of an asset that changed between scans, whether or not a rule fails: an A record, the
+    certificate, the accepted protocols, the header set, the open ports, a redirect chain.
+
+    ``last_good_at`` is the last observation of ``before`` and ``detected_at`` the first of ``after``: the change
+    happened between them, which bounds the time to detect it (MTTD).
+    """
+
+    kind: str  # dns, certificate, tls, headers, ports, redirects
+    asset: Asset
+    subject: str  # which one within the kind: the record type, the port, the route
+    before: Any
+    after: Any
+    last_good_at: datetime
+    detected_at: datetime
+    scan_id: str
+
+    @property
+    def event_id(self) -> str:
+        material = f"drift|{self.asset.id}|{self.kind}|{self.subject}|{self.scan_id}"
+        return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+class AssetAction(StrEnum):
+    """ECS ``event.action`` of an inventory change."""
+
+    CREATED = "asset-created"
+    CHANGED = "asset-changed"
+    REMOVED = "asset-removed"
+
+
+@dataclass(frozen=True)
+class AssetRecord:
+    """An asset as the inventory knows it: the declaration (or what discovery inferred) plus where it came from
+    and when it was seen and scanned."""
+
+    asset: Asset
+    source: str  # config, discovered
+    seen_from: str | None  # discovered: where the name was found (a SAN of shop.example.com, a link on /)
+    first_seen: datetime
+    last_seen: datetime
+    last_scanned: datetime | None
+    removed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AssetChange:
+    """An asset entered, changed in, or left the inventory; ``before`` is the previous record when it changed."""
+
+    action: AssetAction
+    record: AssetRecord
+    before: AssetRecord | None
+    at: datetime
+
+    @property
+    def event_id(self) -> str:
+        material = f"asset|{self.record.asset.id}|{self.action.value}|{self.at.isoformat()}"
+        return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+# what the inventory hands the publisher besides findings: every one is an event of its own
+StateChange = Transition | Drift | AssetChange

@@ -12,8 +12,8 @@ DELIVERY_RETRIES = Counter("connector_delivery_retries", "Batches retried after 
 LAST_DELIVERY = Gauge("connector_last_delivery_timestamp_seconds", "When a sink last committed a batch", ["sink"])
 SPOOL_PENDING = Gauge("connector_spool_pending_events", "Events waiting for a sink", ["sink"])
 FINDINGS = Counter("connector_findings", "Findings produced by scans", ["status"])
-TRANSITIONS = Counter("connector_finding_transitions", "Findings opened, reopened, changed and resolved",
-                      ["change"])
+CHANGES = Counter("connector_changes", "Change events: findings opened, reopened, changed and resolved; drift; "
+                  "assets created, changed and removed", ["action"])
 ASSETS_UNFINISHED = Counter("connector_assets_unfinished", "Due assets whose scan was cut short (stop, crash); "
                             "their slots run again")
 CALLBACKS = Counter("connector_callbacks", "Callbacks received, by source and outcome (accepted, duplicate, "

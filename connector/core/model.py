@@ -56,6 +56,15 @@ class Criticality(StrEnum):
     CRITICAL = "critical"
 
 
+class DataSensitivity(StrEnum):
+    """What the asset holds or handles, for the inventory's classification (criticality is what it is worth)."""
+
+    PUBLIC = "public"
+    INTERNAL = "internal"
+    CONFIDENTIAL = "confidential"
+    RESTRICTED = "restricted"
+
+
 _LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
 
@@ -100,6 +109,9 @@ class Asset(BaseModel):
                                   "SPF or DMARC record of its own")
     dkim_selectors: tuple[str, ...] = Field(default=(), description="DKIM selectors the domain signs with")
     criticality: Criticality = Criticality.MEDIUM
+    data_sensitivity: DataSensitivity | None = Field(default=None, description="public, internal, confidential or "
+                                                                               "restricted; unset: unclassified")
+    business_impact: Criticality | None = Field(default=None, description="impact of losing it: low to critical")
     owner: str | None = None
     tags: tuple[str, ...] = ()
 

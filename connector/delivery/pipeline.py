@@ -13,13 +13,13 @@ from typing import Any
 from connector.core import metrics
 from connector.core.audit import AuditRecord
 from connector.core.catalog import Catalog
-from connector.core.lifecycle import Transition
+from connector.core.lifecycle import StateChange
 from connector.core.model import Asset, Finding, Status, normalise_host
 from connector.delivery.shipping import Shipping
 from connector.delivery.sinks import build_sink
 from connector.delivery.sinks.base import Sink, SinkSettings
 from connector.delivery.spool import Spool, SpoolConfig
-from connector.normalise import Normaliser
+from connector.normalise import Normaliser, change_action
 from connector.normalise.audit import audit_spool_event
 
 log = logging.getLogger(__name__)
@@ -53,25 +53,24 @@ class Pipeline:
     def start(self) -> None:
         self.shipping.start()
 
-    def publish(self, findings: Sequence[Finding], transitions: Sequence[Transition] = ()) -> None:
-        """Commit findings and their transitions to the spool in one append; returns once they are durable (the
-        shippers take it from there).
+    def publish(self, findings: Sequence[Finding], changes: Sequence[StateChange] = ()) -> None:
+        """Commit findings and what changed with them to the spool in one append; returns once they are durable
+        (the shippers take it from there).
 
         Raises SpoolError when they could not be written (full under ``block``, or a disk error): the caller
         still holds them and must treat the scan as not delivered.
         """
-        if not self.sinks or not (findings or transitions):
+        if not self.sinks or not (findings or changes):
             return
         events = [self.normaliser.spool_event(finding, self.formats) for finding in findings]
-        events += [self.normaliser.spool_event(transition.finding, self.formats, transition)
-                   for transition in transitions]
+        events += [self.normaliser.change_event(change, self.formats) for change in changes]
         dropped = self.spool.append(events, timeout=self.spool_config.block_timeout.total_seconds(),
                                     stop=self.stopping)
         metrics.EVENTS_SPOOLED.inc(len(events))
         for finding in findings:
             metrics.FINDINGS.labels(finding.status.value).inc()
-        for transition in transitions:
-            metrics.TRANSITIONS.labels(transition.change.value).inc()
+        for change in changes:
+            metrics.CHANGES.labels(change_action(change)).inc()
         if dropped:
             self._report_overflow(dropped)
 

@@ -11,16 +11,17 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from connector.core.catalog import Catalog
 from connector.core.errors import ConfigError, format_validation_error
 from connector.core.events import NewEvent
-from connector.core.lifecycle import Transition
+from connector.core.lifecycle import AssetChange, StateChange, Transition
 from connector.core.model import Finding
 from connector.core.resources import mappings_dir
 from connector.core.yamlio import load_yaml
+from connector.normalise.assets import asset_spool_event
 from connector.normalise.cef import CefEncoder
 from connector.normalise.context import ContextBuilder, Runtime, Scoring
 from connector.normalise.ecs import EcsEncoder
 from connector.normalise.lifecycle import rekind
 
-__all__ = ["Normaliser", "Runtime"]
+__all__ = ["Normaliser", "Runtime", "change_action"]
 
 
 class _ScoringFile(BaseModel):
@@ -35,6 +36,15 @@ def _mapping_file(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return document
+
+
+def change_action(change: StateChange) -> str:
+    """The change's ``event.action``: finding-opened, drift-certificate, asset-created..."""
+    if isinstance(change, Transition):
+        return change.change.value
+    if isinstance(change, AssetChange):
+        return change.action.value
+    return f"drift-{change.kind}"
 
 
 class Normaliser:
@@ -70,6 +80,14 @@ class Normaliser:
 
     def transition_ecs(self, transition: Transition) -> dict[str, Any]:
         return rekind(self.ecs_encoder.encode(self.contexts.build(transition.finding, transition)), transition)
+
+    def change_event(self, change: StateChange, formats: frozenset[str]) -> NewEvent:
+        """The spooled form of a change: a finding's transition, a drift, an inventory change."""
+        if isinstance(change, Transition):
+            return self.spool_event(change.finding, formats, change)
+        if isinstance(change, AssetChange):
+            return asset_spool_event(change, self.contexts.connector, formats)
+        raise TypeError(f"no event encoding for {type(change).__name__}")
 
     def spool_event(self, finding: Finding, formats: frozenset[str], transition: Transition | None = None) -> NewEvent:
         """The spooled form: only the encodings some sink needs, plus the fields sinks route on.

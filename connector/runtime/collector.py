@@ -17,7 +17,7 @@ from connector.core.catalog import Catalog
 from connector.core.clock import utc_now
 from connector.core.errors import ConfigError
 from connector.core.events import Publisher, RescanResult
-from connector.core.lifecycle import Transition
+from connector.core.lifecycle import StateChange
 from connector.core.model import Asset, AssetReport
 from connector.delivery.pipeline import Pipeline
 from connector.delivery.spool import SpoolError
@@ -30,12 +30,12 @@ from connector.scan.engine import ScanPlan, scan
 
 @dataclass(frozen=True)
 class Collected:
-    """One asset's scan, with its episodes and transitions; ``not_spooled`` says why it could not be published
+    """One asset's scan, with its episodes and what changed; ``not_spooled`` says why it could not be published
     (it runs again)."""
 
     report: AssetReport
     scan_id: str
-    transitions: list[Transition] = field(default_factory=list)
+    changes: list[StateChange] = field(default_factory=list)
     not_spooled: SpoolError | None = None
 
 
@@ -56,17 +56,17 @@ async def collect(
             asset_scan_id = scan_id(scanned.asset) if callable(scan_id) else scan_id
             assessment = state.findings.assess(scanned) if state else None
             report = AssetReport(scanned.asset, assessment.findings) if assessment else scanned
-            transitions = assessment.transitions if assessment else []
+            changes: list[StateChange] = list(assessment.transitions) if assessment else []
             if publisher is not None:
                 try:
-                    await asyncio.to_thread(publisher.publish, report.findings, transitions)
+                    await asyncio.to_thread(publisher.publish, report.findings, changes)
                 except SpoolError as exc:
-                    yield Collected(report, asset_scan_id, transitions, exc)
+                    yield Collected(report, asset_scan_id, changes, exc)
                     continue
             if state is not None and assessment is not None:
                 state.findings.apply(assessment)
                 state.record_scan(asset_scan_id, report.asset.id, clock(), len(report.findings))
-            yield Collected(report, asset_scan_id, transitions)
+            yield Collected(report, asset_scan_id, changes)
     finally:
         await reports.aclose()
 
