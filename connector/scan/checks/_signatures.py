@@ -87,8 +87,9 @@ def excerpt(text: str, match: re.Match[str]) -> str:
     return mask_secrets(plain)[:EXCERPT_CHARS]
 
 
-_SECRET_NAME = (r"[\w.-]*(?:pass(?:word|wd|phrase)?|pwd|secret|token|key|credentials?|auth|session(?:id)?|cookie"
-                r"|dsn|salt)[\w.-]*")
+# a name starts a word and is bounded, so a long run of letters costs one pass, not one per letter
+_SECRET_NAME = (r"(?<![\w.-])[\w.-]{0,40}?(?:pass(?:word|wd|phrase)?|pwd|secret|token|key|credentials?|auth"
+                r"|session(?:id)?|cookie|dsn|salt)[\w.-]{0,40}")
 _CELL_BREAK = r"</t[dh]>\s*<td[^>]*>\s*(?:<[^>]+>\s*)*"
 _SCHEME_WORD = r"(?:(?:bearer|basic|digest|token)\s+)?"
 _SECRETS = (

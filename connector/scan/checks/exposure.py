@@ -202,7 +202,7 @@ _MESSAGES = {
     "exposure.server_status": "the web server's status page is public",
     "exposure.phpinfo": "a phpinfo() page is public",
     "exposure.actuator": "Spring Boot actuator endpoints (environment, heap dump) are public",
-    "exposure.debug_console": "a debug console or profiler is reachable",
+    "exposure.debug_console": "a debug console, profiler or error log is reachable",
     "exposure.admin_panel": "an administration login is reachable from the internet",
     "exposure.admin_basic_auth": "an administration path is reachable from the internet, behind a password only",
     "exposure.verbose_errors": "stack traces or debug pages are shown to visitors",
@@ -242,7 +242,7 @@ def _signature_matches(probes: ExposureFile, observation: ExposureObservation) -
             continue
         text = page.body[:BODY_WINDOW].decode("utf-8", "replace")
         for rule, match in strongest_matches(text, probes.signatures, admin_path=path in admin_paths).items():
-            known = matched.setdefault(rule, {}).get(path)  # a route is also read as a path when it redirects
+            known = matched.setdefault(rule, {}).get(path)  # a route may be a probed path too ("/")
             if known is None or match.signature.severity.rank > known.signature.severity.rank:
                 matched[rule][path] = match
     return matched

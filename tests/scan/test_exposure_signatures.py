@@ -1,10 +1,32 @@
-"""Excerpts of debug pages travel to a SIEM: whatever secret a trace or an environment table quotes is masked."""
+"""The exposure check's signatures as data: each one cheap on a hostile page, and its excerpt free of secrets
+(excerpts travel to a SIEM, and traces and environment tables quote passwords and keys)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from connector.scan.checks._signatures import mask_secrets
+from connector.scan.checks._signatures import mask_secrets, strongest_matches
+from connector.scan.checks.exposure import BODY_WINDOW, ExposureSettings
+
+SIGNATURES = ExposureSettings().probes.signatures
+
+
+# What signatures start with, repeated over a whole body window: the input that makes a loose regex backtrack
+HOSTILE_OPENINGS = ("<input ", "<title>", "<title>Sign in", "<title>Error log for  on ", " at ", "at a.",
+                    "Warning: in /", "data-mount-point='", 'Powered by <a href="', "Illuminate\\A", "   at x(",
+                    "Fatal error: a in /a", "password=")
+
+
+def test_no_signature_backtracks_on_a_hostile_page() -> None:
+    """Every page read costs each signature one search, so each must stay linear whatever the page repeats."""
+    for opening in HOSTILE_OPENINGS:
+        page = (opening * (BODY_WINDOW // len(opening)))[:BODY_WINDOW]
+        for signature in SIGNATURES:
+            started = time.perf_counter()
+            strongest_matches(page, [signature], admin_path=True)
+            assert time.perf_counter() - started < 0.5, (signature.name, opening)
 
 
 @pytest.mark.parametrize(
