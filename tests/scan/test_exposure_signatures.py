@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from connector.scan.checks._signatures import mask_secrets, strongest_matches
 from connector.scan.checks.exposure import BODY_WINDOW, ExposureSettings
@@ -52,3 +54,23 @@ def test_secrets_are_masked(quoted: str, shown: str) -> None:
 def test_what_a_trace_needs_to_be_read_is_kept() -> None:
     trace = "KeyError: 'order'\n  File \"/srv/app/views.py\", line 14, in show\nhttps://shop.example.com:8443/a@b"
     assert mask_secrets(trace) == trace
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("probes: []\nsignatures:\n  - {name: x, rule: exposure.verbose_errors, severity: low, regex: '(unclosed'}\n",
+         "signatures.0.regex"),
+        ("probes: []\nsignatures:\n  - {name: x, rule: exposure.verbose_errors, severity: urgent, regex: a}\n",
+         "signatures.0.severity"),
+        ("probes:\n  - {rule: exposure.phpinfo, paths: [/i.php], confirm: {body_regex: a}}\n"
+         "signatures:\n  - {name: x, rule: exposure.phpinfo, severity: low, regex: a}\n",
+         "confirmed by both probes and signatures: exposure.phpinfo"),
+    ],
+)
+def test_a_broken_signature_file_is_refused_naming_file_and_field(tmp_path: Path, data: str, message: str) -> None:
+    probes = tmp_path / "exposure.yaml"
+    probes.write_text(data)
+    with pytest.raises(ValidationError) as raised:
+        ExposureSettings(probes_file=probes)
+    assert message in str(raised.value) and str(probes) in str(raised.value)

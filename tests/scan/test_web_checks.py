@@ -1,7 +1,8 @@
 """Browser, content, exposure and port checks against real HTTP(S) servers on 127.0.0.1.
 
 One hardened site yields no failing finding from any check (also when it answers 200 to every path); each
-misconfigured variant differs from it by one planted problem and yields exactly that rule, once.
+misconfigured variant differs from it by one planted problem and yields exactly that rule, once. Each debug page
+and admin login the exposure signatures know is served beside its hardened twin (support/debug_pages.py).
 """
 
 from __future__ import annotations
@@ -47,6 +48,18 @@ def scan(asset: Asset, pki: Pki, catalog, checks: tuple[str, ...] = WEB_CHECKS) 
     # HTTP servers never speak first: do not wait long for a banner from the site's own ports
     return run_scan([asset], catalog, ca_bundle=pki.bundle, checks=checks,
                     check_settings={"ports": {"banner_timeout": 0.2}})
+
+
+def scan_planted(pki: Pki, catalog, name: str, replies: dict[str, Reply], routes: tuple[str, ...] = ("/",),
+                 **kwargs: object) -> list[Finding]:
+    with web_site(pki, name, extra_routes=replies, **kwargs) as asset:
+        return scan(asset.model_copy(update={"routes": routes}), pki, catalog, ("exposure",))
+
+
+def named_signatures(findings: list[Finding]) -> dict[tuple[str, str], str]:
+    """(rule, path) -> the signature its failing finding names for that path."""
+    return {(finding.rule_id, path): matched["signature"] for finding in findings if finding.status is Status.FAIL
+            for path, matched in finding.evidence.get("signatures", {}).items()}
 
 
 def soft_404(handler) -> Reply:  # type: ignore[no-untyped-def]
@@ -161,6 +174,8 @@ def test_cors_reflecting_any_origin_with_credentials(pki: Pki, catalog) -> None:
     assert result(findings, "cors.reflects_origin").severity is Severity.HIGH
 
 
+ACTUATOR_INDEX = (b'{"_links":{"self":{"href":"https://shop/actuator","templated":false},'
+                  b'"health":{"href":"https://shop/actuator/health","templated":false}%s}}')
 EXPOSED = {
     "exposure.vcs": {"/.git/HEAD": Reply(200, [("Content-Type", "text/plain")], b"ref: refs/heads/main\n"),
                      "/.git/config": Reply(200, [], b"[core]\n\trepositoryformatversion = 0\n")},
@@ -172,7 +187,12 @@ EXPOSED = {
         "<h1>Apache Server Status for www</h1><dl><dt>Server MPM: event</dt></dl>"))},
     "exposure.phpinfo": {"/phpinfo.php": Reply(200, [], b"<html><head><title>PHP 8.2.7 - phpinfo()</title></head>")},
     "exposure.actuator": {"/actuator/env": Reply(200, [("Content-Type", "application/json")],
-                                                 b'{"activeProfiles":["prod"],"propertySources":[]}')},
+                                                 b'{"activeProfiles":["prod"],"propertySources":[]}'),
+                          "/actuator": Reply(200, [("Content-Type", "application/json")], ACTUATOR_INDEX % (
+                              b',"env":{"href":"https://shop/actuator/env","templated":false}')),
+                          "/trace": Reply(200, [("Content-Type", "application/json")],
+                                          b'[{"timestamp":1700000000000,"info":{"method":"GET","path":"/cart",'
+                                          b'"headers":{"request":{"cookie":"SESSION=2b1f"}}}}]')},
     "exposure.debug_console": {"/console": Reply(200, [], page(
         "<h1>Interactive Console</h1><p>In this console you can execute Python expressions "
         "(Werkzeug powered traceback interpreter) __debugger__</p>"))},
@@ -203,6 +223,12 @@ def test_each_exposure_is_confirmed_by_content_and_reported_once(rule: str, pki:
         assert path in finding.message
 
 
+def test_an_actuator_exposing_only_health_is_no_finding(pki: Pki, catalog) -> None:
+    findings = scan_planted(pki, catalog, "actuator.web.test", {
+        "/actuator": Reply(200, [("Content-Type", "application/json")], ACTUATOR_INDEX % b"")})
+    assert failing(findings) == set()
+
+
 def test_every_planted_exposure_is_listed_once_on_one_misconfigured_site(pki: Pki, catalog) -> None:
     routes: dict[str, Reply] = {}
     for planted in EXPOSED.values():
@@ -211,18 +237,6 @@ def test_every_planted_exposure_is_listed_once_on_one_misconfigured_site(pki: Pk
         findings = scan(asset.model_copy(update={"routes": ("/", "/about")}), pki, catalog, ("exposure",))
     failures = [f for f in findings if f.status is Status.FAIL]
     assert sorted(f.rule_id for f in failures) == sorted(EXPOSED)
-
-
-def scan_planted(pki: Pki, catalog, name: str, replies: dict[str, Reply], routes: tuple[str, ...] = ("/",),
-                 **kwargs: object) -> list[Finding]:
-    with web_site(pki, name, extra_routes=replies, **kwargs) as asset:
-        return scan(asset.model_copy(update={"routes": routes}), pki, catalog, ("exposure",))
-
-
-def named_signatures(findings: list[Finding]) -> dict[tuple[str, str], str]:
-    """(rule, path) -> the signature its failing finding names for that path."""
-    return {(finding.rule_id, path): matched["signature"] for finding in findings if finding.status is Status.FAIL
-            for path, matched in finding.evidence.get("signatures", {}).items()}
 
 
 def test_every_signature_in_the_data_has_a_real_page_here() -> None:
