@@ -1,7 +1,8 @@
 """Browser, content, exposure and port checks against real HTTP(S) servers on 127.0.0.1.
 
 One hardened site yields no failing finding from any check (also when it answers 200 to every path); each
-misconfigured variant differs from it by one planted problem and yields exactly that rule, once.
+misconfigured variant differs from it by one planted problem and yields exactly that rule, once. Each debug page
+and admin login the exposure signatures know is served beside its hardened twin (support/debug_pages.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from datetime import UTC, datetime
 import pytest
 
 from connector.core.model import Asset, Finding, Severity, Status, Target
+from connector.scan.checks.exposure import ExposureSettings
 from connector.scan.checks.ports import OpenPort, PortObservation, PortsCheck, PortSettings
+from support.debug_pages import DJANGO_404, PLANTED, TOMCAT_404, WERKZEUG_CONSOLE, WHOOPS, html, login_page
 from support.pki import Pki
 from support.scanning import errors, failing, result, run_scan
 from support.sites import HARDENED_HEADERS, NONCE, SESSION_COOKIE, hardened_routes, page, site
@@ -47,6 +50,18 @@ def scan(asset: Asset, pki: Pki, catalog, checks: tuple[str, ...] = WEB_CHECKS) 
                     check_settings={"ports": {"banner_timeout": 0.2}})
 
 
+def scan_planted(pki: Pki, catalog, name: str, replies: dict[str, Reply], routes: tuple[str, ...] = ("/",),
+                 **kwargs: object) -> list[Finding]:
+    with web_site(pki, name, extra_routes=replies, **kwargs) as asset:
+        return scan(asset.model_copy(update={"routes": routes}), pki, catalog, ("exposure",))
+
+
+def named_signatures(findings: list[Finding]) -> dict[tuple[str, str], str]:
+    """(rule, path) -> the signature its failing finding names for that path."""
+    return {(finding.rule_id, path): matched["signature"] for finding in findings if finding.status is Status.FAIL
+            for path, matched in finding.evidence.get("signatures", {}).items()}
+
+
 def soft_404(handler) -> Reply:  # type: ignore[no-untyped-def]
     return Reply(200, list(HARDENED_HEADERS), page(f"<h1>Sorry</h1><p>We could not find {handler.path}.</p>"))
 
@@ -67,11 +82,21 @@ def test_hardened_site_yields_no_failing_finding_from_any_check(pki: Pki, catalo
     assert graded["score"] == 155  # all bonuses but default-src 'none' (+10, the site uses 'self') and HSTS preload
 
 
-def test_a_site_that_answers_200_to_everything_yields_no_exposure(pki: Pki, catalog) -> None:
-    with web_site(pki, default=soft_404) as asset:
+EXPOSURE_RULES = {"exposure.vcs", "exposure.admin_panel", "exposure.admin_basic_auth", "exposure.debug_console",
+                  "exposure.verbose_errors"}
+
+
+@pytest.mark.parametrize("default", [
+    soft_404,
+    login_page("Shop"),  # a single-page app: its login shell, password field and all, on every path
+    Reply(401, [("WWW-Authenticate", 'Basic realm="staging"')], b"Unauthorized"),  # all of it behind a password
+], ids=["soft-404", "login-everywhere", "basic-auth-everywhere"])
+def test_a_site_that_answers_alike_to_everything_yields_no_exposure(default: object, pki: Pki, catalog) -> None:
+    with web_site(pki, default=default) as asset:
         findings = scan(asset, pki, catalog, ("exposure",))
     assert failing(findings) == set()
-    assert result(findings, "exposure.vcs").status is Status.PASS
+    assert {rule: result(findings, rule).status for rule in EXPOSURE_RULES} == dict.fromkeys(EXPOSURE_RULES,
+                                                                                            Status.PASS)
 
 
 MIXED_SCRIPT = page('<script src="http://cdn.example.com/app.js"></script>')
@@ -149,6 +174,8 @@ def test_cors_reflecting_any_origin_with_credentials(pki: Pki, catalog) -> None:
     assert result(findings, "cors.reflects_origin").severity is Severity.HIGH
 
 
+ACTUATOR_INDEX = (b'{"_links":{"self":{"href":"https://shop/actuator","templated":false},'
+                  b'"health":{"href":"https://shop/actuator/health","templated":false}%s}}')
 EXPOSED = {
     "exposure.vcs": {"/.git/HEAD": Reply(200, [("Content-Type", "text/plain")], b"ref: refs/heads/main\n"),
                      "/.git/config": Reply(200, [], b"[core]\n\trepositoryformatversion = 0\n")},
@@ -160,11 +187,18 @@ EXPOSED = {
         "<h1>Apache Server Status for www</h1><dl><dt>Server MPM: event</dt></dl>"))},
     "exposure.phpinfo": {"/phpinfo.php": Reply(200, [], b"<html><head><title>PHP 8.2.7 - phpinfo()</title></head>")},
     "exposure.actuator": {"/actuator/env": Reply(200, [("Content-Type", "application/json")],
-                                                 b'{"activeProfiles":["prod"],"propertySources":[]}')},
+                                                 b'{"activeProfiles":["prod"],"propertySources":[]}'),
+                          "/actuator": Reply(200, [("Content-Type", "application/json")], ACTUATOR_INDEX % (
+                              b',"env":{"href":"https://shop/actuator/env","templated":false}')),
+                          "/trace": Reply(200, [("Content-Type", "application/json")],
+                                          b'[{"timestamp":1700000000000,"info":{"method":"GET","path":"/cart",'
+                                          b'"headers":{"request":{"cookie":"SESSION=2b1f"}}}}]')},
     "exposure.debug_console": {"/console": Reply(200, [], page(
         "<h1>Interactive Console</h1><p>In this console you can execute Python expressions "
         "(Werkzeug powered traceback interpreter) __debugger__</p>"))},
     "exposure.admin_panel": {"/phpmyadmin/": Reply(200, [], b"<html><title>localhost / phpMyAdmin</title></html>")},
+    "exposure.admin_basic_auth": {"/admin": Reply(401, [("WWW-Authenticate", 'Basic realm="Back office"')],
+                                                  b"401 Authorization Required")},
     "exposure.dashboard": {"/metrics": Reply(200, [("Content-Type", "text/plain")],
                                              b"# HELP http_requests_total Requests.\n# TYPE http_requests_total "
                                              b"counter\nhttp_requests_total 3\n")},
@@ -189,6 +223,12 @@ def test_each_exposure_is_confirmed_by_content_and_reported_once(rule: str, pki:
         assert path in finding.message
 
 
+def test_an_actuator_exposing_only_health_is_no_finding(pki: Pki, catalog) -> None:
+    findings = scan_planted(pki, catalog, "actuator.web.test", {
+        "/actuator": Reply(200, [("Content-Type", "application/json")], ACTUATOR_INDEX % b"")})
+    assert failing(findings) == set()
+
+
 def test_every_planted_exposure_is_listed_once_on_one_misconfigured_site(pki: Pki, catalog) -> None:
     routes: dict[str, Reply] = {}
     for planted in EXPOSED.values():
@@ -197,6 +237,101 @@ def test_every_planted_exposure_is_listed_once_on_one_misconfigured_site(pki: Pk
         findings = scan(asset.model_copy(update={"routes": ("/", "/about")}), pki, catalog, ("exposure",))
     failures = [f for f in findings if f.status is Status.FAIL]
     assert sorted(f.rule_id for f in failures) == sorted(EXPOSED)
+
+
+def test_every_signature_in_the_data_has_a_real_page_here() -> None:
+    assert sorted(signature.name for signature in ExposureSettings().probes.signatures) == sorted(
+        planted.signature for planted in PLANTED)
+
+
+def test_each_debug_page_and_admin_login_is_named_by_its_signature(pki: Pki, catalog) -> None:
+    routes = ("/", *(planted.path for planted in PLANTED if planted.route))
+    findings = scan_planted(pki, catalog, "debug.web.test", {planted.path: planted.reply for planted in PLANTED},
+                            routes)
+    expected = {(planted.rule, planted.path): planted.signature for planted in PLANTED}
+    named = named_signatures(findings)
+    assert {key: named.get(key) for key in expected} == expected
+    assert set(named) == set(expected) | {(rule, planted.path) for planted in PLANTED for rule in planted.also}
+    severities = {finding.rule_id: finding.severity for finding in findings if finding.status is Status.FAIL}
+    assert severities == {"exposure.debug_console": Severity.CRITICAL, "exposure.verbose_errors": Severity.HIGH,
+                          "exposure.phpinfo": Severity.MEDIUM, "exposure.admin_panel": Severity.MEDIUM}
+
+
+def test_the_same_stacks_with_debugging_off_yield_nothing(pki: Pki, catalog) -> None:
+    routes = ("/", *(planted.path for planted in PLANTED if planted.route))
+    findings = scan_planted(pki, catalog, "twins.web.test", {planted.path: planted.twin for planted in PLANTED},
+                            routes)
+    assert failing(findings) == set()
+    assert errors(findings) == []
+
+
+BASIC = [("WWW-Authenticate", 'Basic realm="Back office"')]
+
+
+@pytest.mark.parametrize(
+    ("name", "replies", "routes", "rule", "severity", "signature"),
+    [
+        ("adminform", {"/admin": login_page("Back office", "/admin")}, ("/",), "exposure.admin_panel",
+         Severity.MEDIUM, "password-form"),
+        ("adminbasic", {"/admin": Reply(401, BASIC, b"401 Authorization Required")}, ("/",),
+         "exposure.admin_basic_auth", Severity.LOW, None),
+        ("tomcatbasic", {"/manager/html": Reply(401, [("WWW-Authenticate", 'Basic realm="Tomcat Manager Application"')],
+                                                b"<h1>401 Unauthorized</h1>")}, ("/",),
+         "exposure.admin_basic_auth", Severity.LOW, None),
+        ("werkzeug", {"/console": WERKZEUG_CONSOLE}, ("/",), "exposure.debug_console", Severity.CRITICAL,
+         "werkzeug-debugger"),
+        ("banner", {"/missing": html(404, TOMCAT_404.format(banner="<h3>Apache Tomcat/9.0.31</h3>"))},
+         ("/", "/missing"), "exposure.verbose_errors", Severity.LOW, "tomcat-version-banner"),
+    ],
+)
+def test_admin_and_debug_exposures_carry_the_severity_of_what_they_leak(
+        name: str, replies: dict[str, Reply], routes: tuple[str, ...], rule: str, severity: Severity,
+        signature: str | None, pki: Pki, catalog) -> None:
+    findings = scan_planted(pki, catalog, f"{name}.web.test", replies, routes)
+    assert failing(findings) == {rule}
+    finding = result(findings, rule)
+    assert finding.severity is severity
+    assert list(finding.evidence["paths"]) == [path for path in replies if path in finding.message]
+    if signature is not None:
+        assert [matched["signature"] for matched in finding.evidence["signatures"].values()] == [signature]
+
+
+def test_a_customer_login_is_not_an_admin_panel(pki: Pki, catalog) -> None:
+    findings = scan_planted(pki, catalog, "shop.web.test", {"/signin": login_page("Sign in to the shop", "/signin")},
+                            ("/", "/login", "/signin"))
+    assert failing(findings) == set()
+    assert result(findings, "exposure.admin_panel").status is Status.PASS
+
+
+def test_a_basic_challenge_reports_its_realm(pki: Pki, catalog) -> None:
+    findings = scan_planted(pki, catalog, "realm.web.test", {"/manage": Reply(401, BASIC, b"")})
+    challenges = result(findings, "exposure.admin_basic_auth").evidence["challenges"]
+    assert challenges == {"/manage": 'Basic realm="Back office"'}
+
+
+def test_django_debug_on_the_not_found_page_is_one_finding(pki: Pki, catalog) -> None:
+    """With DEBUG = True every unknown path shows the technical 404: the soft-404 probe itself is the evidence."""
+    findings = scan_planted(pki, catalog, "django.web.test", {}, default=DJANGO_404)
+    assert failing(findings) == {"exposure.verbose_errors"}
+    finding = result(findings, "exposure.verbose_errors")
+    (path,) = finding.evidence["paths"]
+    assert path.startswith("/postern-") and path in finding.message
+    assert finding.evidence["signatures"][path]["signature"] == "django-debug-page"
+    assert "DEBUG = True" in finding.evidence["signatures"][path]["excerpt"]
+    assert finding.severity is Severity.MEDIUM
+
+
+def test_secrets_quoted_by_a_debug_page_are_masked_in_the_evidence(pki: Pki, catalog) -> None:
+    traceback = next(planted.reply for planted in PLANTED if planted.signature == "python-traceback")
+    findings = scan_planted(pki, catalog, "leaky.web.test", {"/checkout": WHOOPS, "/report": traceback},
+                            ("/", "/checkout", "/report"))
+    finding = result(findings, "exposure.verbose_errors")
+    excerpts = {path: matched["excerpt"] for path, matched in finding.evidence["signatures"].items()}
+    assert "DB_PASSWORD ***" in excerpts["/checkout"]
+    assert "mysql://shop:***@db.internal/shop" in excerpts["/checkout"]
+    assert "postgresql://reports:***@db.internal:5432/reports" in excerpts["/report"]
+    shown = str(finding.model_dump())
+    assert "Tr0ub4dor" not in shown and "s3cr3t" not in shown
 
 
 @contextmanager

@@ -1,8 +1,10 @@
-"""Exposure: well-known sensitive paths, directory listings, and stack traces, each confirmed by content.
+"""Exposure: sensitive files, admin logins, debug consoles, stack traces and directory listings, confirmed by content.
 
-Every probe's response must match what the exposed file or page looks like (mappings/exposure.yaml) and must not
-resemble the site's answer to a random path (the soft-404 baseline), so sites that answer 200 to everything, or
-echo the path in their not-found page, yield nothing. One finding per rule names every path it found.
+A probe's response must match what the exposed file looks like, a page must match a signature (a debugger, a
+trace, an admin login: mappings/exposure.yaml), and neither may resemble the site's answer to a random path (the
+soft-404 baseline), so sites that answer 200 to everything, or echo the path in their not-found page, yield
+nothing. The baseline is read for signatures too: a framework in debug mode shows itself on its not-found page.
+One finding per rule names every path it found; a rule confirmed by signatures takes the worst severity matched.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -22,10 +23,13 @@ from connector.core.errors import ProbeError
 from connector.core.model import Asset, CheckOutcome, RuleResult, Status, Target
 from connector.core.resources import mappings_dir
 from connector.probes.web import Page
+from connector.scan.checks._signatures import Signature, SignatureMatch, compiles, strongest_matches
 from connector.scan.checks.base import Check, check_loads, load_data_file
 from connector.scan.context import ScanContext
 
 BODY_WINDOW = 64 * 1024
+ADMIN_PANEL = "exposure.admin_panel"
+_PASSWORD_CHALLENGE = re.compile(r"^\s*(basic|digest)\b", re.IGNORECASE)  # the browser's own password prompt
 
 
 class Matcher(BaseModel):
@@ -40,12 +44,7 @@ class Matcher(BaseModel):
     @field_validator("body_regex")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regex {value!r}: {exc}") from None
-        return value
+        return None if value is None else compiles(value)
 
     def matches(self, page: Page) -> bool:
         if page.status not in self.status:
@@ -87,7 +86,26 @@ class ExposureFile(BaseModel):
     probes: tuple[Probe, ...]
     directories: tuple[str, ...] = ()
     listing_patterns: tuple[str, ...] = ()
-    error_patterns: tuple[str, ...] = ()
+    admin_paths: tuple[str, ...] = ()
+    debug_paths: tuple[str, ...] = ()
+    signatures: tuple[Signature, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_way_per_rule(self) -> ExposureFile:
+        """A finding's severity is the worst signature's or the catalog's: a rule mixing both would be ambiguous."""
+        both = {probe.rule for probe in self.probes} & {signature.rule for signature in self.signatures}
+        if both:
+            raise ValueError(f"rules confirmed by both probes and signatures: {', '.join(sorted(both))}")
+        names = [signature.name for signature in self.signatures]
+        if len(names) != len(set(names)):
+            raise ValueError(f"signature names repeat: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+        return self
+
+    @property
+    def paths(self) -> list[str]:
+        """Every path requested, once, in data order."""
+        probed = [path for probe in self.probes for path in probe.paths]
+        return list(dict.fromkeys([*probed, *self.directories, *self.admin_paths, *self.debug_paths]))
 
 
 class ExposureSettings(BaseModel):
@@ -108,14 +126,15 @@ class ExposureSettings(BaseModel):
 @dataclass(frozen=True)
 class ExposureObservation:
     baseline: Page
-    responses: dict[str, Page]  # path -> response, for probes and directories
-    pages: tuple[Page, ...]  # the key routes, read for stack traces too
+    responses: dict[str, Page]  # path -> response (redirects not followed), for every path of the data file
+    routes: dict[str, Page]  # the asset's key routes as a browser lands on them, read for signatures too
     failed: dict[str, str]  # path -> why it could not be fetched
 
 
 class ExposureCheck(Check[ExposureObservation, ExposureSettings]):
     name = "exposure"
-    description = "sensitive files and consoles, directory listings, stack traces (confirmed by content)"
+    description = ("sensitive files, admin logins, debug consoles, stack traces, directory listings "
+                   "(confirmed by content)")
     settings_model = ExposureSettings
 
     def targets(self, asset: Asset) -> list[Target]:
@@ -125,19 +144,19 @@ class ExposureCheck(Check[ExposureObservation, ExposureSettings]):
         web = ctx.web(target.asset)
         probes = settings.probes
         baseline = await web.page(f"/postern-{secrets.token_hex(8)}-not-here", follow=False)
-        paths = list(dict.fromkeys([path for probe in probes.probes for path in probe.paths]
-                                   + list(probes.directories)))
+        paths = probes.paths
         fetched = await asyncio.gather(*(web.page(path, follow=False) for path in paths), return_exceptions=True)
         routes = await asyncio.gather(*(web.page(route) for route in target.asset.routes), return_exceptions=True)
         responses = {path: page for path, page in zip(paths, fetched, strict=True) if isinstance(page, Page)}
+        landed = {route: page for route, page in zip(target.asset.routes, routes, strict=True)
+                  if isinstance(page, Page)}
         failed = {path: str(error) for path, error in zip([*paths, *target.asset.routes], [*fetched, *routes],
                                                           strict=True) if isinstance(error, BaseException)}
         unexpected = [error for error in [*fetched, *routes]
                       if isinstance(error, BaseException) and not isinstance(error, ProbeError)]
         if unexpected:
             raise unexpected[0]
-        pages = tuple(page for page in routes if isinstance(page, Page))
-        return ExposureObservation(baseline, responses, pages, failed)
+        return ExposureObservation(baseline, responses, landed, failed)
 
     def judge(self, target: Target, observation: ExposureObservation, settings: ExposureSettings,
               now: datetime) -> CheckOutcome:
@@ -149,8 +168,11 @@ class ExposureCheck(Check[ExposureObservation, ExposureSettings]):
                 if page is not None and probe.confirm.matches(page) and not looks_like(page, observation.baseline):
                     exposed[probe.rule].append(path)
         results = [_result(rule, paths, observation) for rule, paths in exposed.items()]
+        matched = _signature_matches(probes, observation)
+        results += [_signature_result(rule, matched.get(rule, {}), observation)
+                    for rule in dict.fromkeys(signature.rule for signature in probes.signatures)]
+        results.append(_basic_auth(probes, observation, matched.get(ADMIN_PANEL, {})))
         results.append(_listing(probes, observation))
-        results.append(_errors(probes, observation))
         observed = {"exposure": {
             "baseline_status": observation.baseline.status,
             "probed": len(observation.responses),
@@ -180,8 +202,10 @@ _MESSAGES = {
     "exposure.server_status": "the web server's status page is public",
     "exposure.phpinfo": "a phpinfo() page is public",
     "exposure.actuator": "Spring Boot actuator endpoints (environment, heap dump) are public",
-    "exposure.debug_console": "a debug console or profiler is reachable",
+    "exposure.debug_console": "a debug console, profiler or error log is reachable",
     "exposure.admin_panel": "an administration login is reachable from the internet",
+    "exposure.admin_basic_auth": "an administration path is reachable from the internet, behind a password only",
+    "exposure.verbose_errors": "stack traces or debug pages are shown to visitors",
     "exposure.dashboard": "an operations dashboard or metrics endpoint is public",
 }
 
@@ -208,21 +232,57 @@ def _listing(probes: ExposureFile, observation: ExposureObservation) -> RuleResu
     return RuleResult("exposure.directory_listing", Status.PASS, "no directory listing found", {"paths": []})
 
 
-def _errors(probes: ExposureFile, observation: ExposureObservation) -> RuleResult:
-    found: dict[str, str] = {}
-    candidates: list[Page] = [observation.baseline, *observation.pages, *observation.responses.values()]
-    for page in candidates:
+def _signature_matches(probes: ExposureFile, observation: ExposureObservation) -> dict[str, dict[str, SignatureMatch]]:
+    """rule -> path -> the worst signature of that rule on the page; pages like the baseline count as the baseline."""
+    baseline = observation.baseline
+    admin_paths = set(probes.admin_paths)
+    matched: dict[str, dict[str, SignatureMatch]] = {}
+    for path, page in _pages_read(observation):
+        if page is not baseline and looks_like(page, baseline):
+            continue
         text = page.body[:BODY_WINDOW].decode("utf-8", "replace")
-        for pattern in probes.error_patterns:
-            match = re.search(pattern, text)
-            if match:
-                found.setdefault(page.requested, match.group(0)[:200])
-                break
-    evidence: dict[str, Any] = {"pages": found}
-    if found:
-        return RuleResult("exposure.verbose_errors", Status.FAIL,
-                          f"stack traces or debug pages are shown to visitors: {', '.join(list(found)[:5])}", evidence)
-    return RuleResult("exposure.verbose_errors", Status.PASS, "no stack trace or debug page seen", evidence)
+        for rule, match in strongest_matches(text, probes.signatures, admin_path=path in admin_paths).items():
+            known = matched.setdefault(rule, {}).get(path)  # a route may be a probed path too ("/")
+            if known is None or match.signature.severity.rank > known.signature.severity.rank:
+                matched[rule][path] = match
+    return matched
+
+
+def _pages_read(observation: ExposureObservation) -> list[tuple[str, Page]]:
+    return [(observation.baseline.path, observation.baseline), *observation.routes.items(),
+            *observation.responses.items()]
+
+
+def _signature_result(rule: str, matches: dict[str, SignatureMatch], observation: ExposureObservation) -> RuleResult:
+    if not matches:
+        return RuleResult(rule, Status.PASS, "nothing found", {"paths": [], "signatures": {}})
+    worst = max((match.signature.severity for match in matches.values()), key=lambda severity: severity.rank)
+    named = [f"{path} ({match.signature.name})" for path, match in matches.items()]
+    more = f" and {len(named) - 5} more" if len(named) > 5 else ""
+    statuses = {path: page.status for path, page in _pages_read(observation) if path in matches}
+    return RuleResult(rule, Status.FAIL, f"{_MESSAGES.get(rule, rule)}: {', '.join(named[:5])}{more}",
+                      {"paths": list(matches), "statuses": statuses,
+                       "signatures": {path: match.evidence for path, match in matches.items()}}, severity=worst)
+
+
+def _basic_auth(probes: ExposureFile, observation: ExposureObservation,
+                panels: dict[str, SignatureMatch]) -> RuleResult:
+    """Admin paths that answer with a password prompt of the browser's, unless the whole site does (the baseline)."""
+    challenged: dict[str, str] = {}
+    for path in probes.admin_paths:
+        page = observation.responses.get(path)
+        if page is None or page.status != 401 or path in panels or looks_like(page, observation.baseline):
+            continue
+        challenge = next((value for value in page.header_values("www-authenticate")
+                          if _PASSWORD_CHALLENGE.match(value)), None)
+        if challenge is not None:
+            challenged[path] = challenge[:200]
+    if challenged:
+        return RuleResult("exposure.admin_basic_auth", Status.FAIL,
+                          f"{_MESSAGES['exposure.admin_basic_auth']}: {', '.join(challenged)}",
+                          {"paths": list(challenged), "challenges": challenged})
+    return RuleResult("exposure.admin_basic_auth", Status.PASS, "no admin path asks for a password by HTTP auth",
+                      {"paths": []})
 
 
 CHECK = ExposureCheck()
