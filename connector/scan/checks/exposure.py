@@ -181,6 +181,10 @@ class ExposureCheck(Check[ExposureObservation, ExposureSettings]):
         return CheckOutcome(results, observed)
 
 
+# how evidence names the soft-404 probe, whose path is random per scan (a stable name keeps one finding unchanged)
+NOT_FOUND_PAGE = "(not-found page)"
+
+
 def looks_like(page: Page, baseline: Page) -> bool:
     """Whether ``page`` is the site's generic answer (what a random path gets), not the file asked for."""
     if page.status != baseline.status:
@@ -241,6 +245,8 @@ def _signature_matches(probes: ExposureFile, observation: ExposureObservation) -
         if page is not baseline and looks_like(page, baseline):
             continue
         text = page.body[:BODY_WINDOW].decode("utf-8", "replace")
+        if page is baseline:  # a not-found page may echo the random path: keep the evidence the same every scan
+            text = text.replace(baseline.path, NOT_FOUND_PAGE)
         for rule, match in strongest_matches(text, probes.signatures, admin_path=path in admin_paths).items():
             known = matched.setdefault(rule, {}).get(path)  # a route may be a probed path too ("/")
             if known is None or match.signature.severity.rank > known.signature.severity.rank:
@@ -249,7 +255,7 @@ def _signature_matches(probes: ExposureFile, observation: ExposureObservation) -
 
 
 def _pages_read(observation: ExposureObservation) -> list[tuple[str, Page]]:
-    return [(observation.baseline.path, observation.baseline), *observation.routes.items(),
+    return [(NOT_FOUND_PAGE, observation.baseline), *observation.routes.items(),
             *observation.responses.items()]
 
 
