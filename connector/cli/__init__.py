@@ -34,6 +34,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "elastic": ("siem", "Install the Elasticsearch templates, ILM policy and ingest pipeline."),
     "respond": ("respond", "The SOAR callback receiver, its playbooks and its action queue."),
     "playbooks": ("respond", "Check, list and dry-run playbooks."),
+    "assets": ("assets", "The asset inventory: classification, source, when each was seen and scanned."),
 }
 
 

@@ -20,9 +20,10 @@ from rich.table import Table
 from connector.cli import app
 from connector.cli._common import console_err, fail, load_catalog_and_normaliser, report_delivery
 from connector.core.catalog import Catalog
+from connector.core.clock import utc_now
 from connector.core.errors import format_validation_error
 from connector.core.events import encode_line
-from connector.core.lifecycle import Change, StateChange, Transition
+from connector.core.lifecycle import AssetChange, Change, StateChange, Transition
 from connector.core.model import Asset, Criticality, Finding, Severity, Status, without_password
 from connector.delivery.pipeline import Pipeline
 from connector.normalise import Normaliser
@@ -151,6 +152,8 @@ def scan_command(
         if pipeline is not None:
             pipeline.start()
         try:
+            if store is not None and loaded is not None and not targets:  # the configuration's assets: register
+                store.assets.sync(assets, utc_now(), lambda entered: _publish_changes(entered, pipeline, writer))
             findings, changes = asyncio.run(_scan(plan, catalog, settings, store, pipeline, writer, quiet))
             delivered = report_delivery(pipeline, ship_timeout, quiet) if pipeline is not None else True
         finally:
@@ -160,6 +163,12 @@ def scan_command(
         _summary(findings, assets, catalog, changes if store is not None else None)
     code = _exit_code(findings, threshold, fail_on_error)
     raise typer.Exit(code or (0 if delivered else 3))
+
+
+def _publish_changes(changes: list[AssetChange], pipeline: Pipeline | None, writer: _EventWriter) -> None:
+    if pipeline is not None:
+        pipeline.publish([], changes)
+    writer.write([], list(changes))
 
 
 def _event_stream(output: Path | None, loaded: Config | None, stack: ExitStack) -> BinaryIO | None:

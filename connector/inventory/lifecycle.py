@@ -117,6 +117,12 @@ class FindingLedger:
         rows = self._db.execute(query + " AND asset_id = ?", (asset_id,)) if asset_id else self._db.execute(query)
         return [Finding.model_validate_json(row[0]) for row in rows]
 
+    def open_counts(self) -> dict[str, int]:
+        """Open findings per asset id."""
+        rows = self._db.execute("SELECT asset_id, COUNT(*) FROM findings WHERE is_open = 1 AND asset_id IS NOT NULL "
+                                "GROUP BY asset_id")
+        return {asset_id: count for asset_id, count in rows}
+
     def _rows(self, asset_id: str, fingerprints: Sequence[str]) -> dict[str, _Row]:
         rows: dict[str, _Row] = {}
         wanted = list(dict.fromkeys(fingerprints))

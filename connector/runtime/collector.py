@@ -65,7 +65,9 @@ async def collect(
                     continue
             if state is not None and assessment is not None:
                 state.findings.apply(assessment)
-                state.record_scan(asset_scan_id, report.asset.id, clock(), len(report.findings))
+                finished = clock()
+                state.assets.scanned(report.asset.id, finished)
+                state.record_scan(asset_scan_id, report.asset.id, finished, len(report.findings))
             yield Collected(report, asset_scan_id, changes)
     finally:
         await reports.aclose()

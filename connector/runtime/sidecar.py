@@ -69,6 +69,11 @@ class Sidecar:
                  extra={"assets": len(self.config.assets), "checks": [c.check.name for c in self.checks],
                         "sinks": [sink.name for sink in self.pipeline.sinks]})
         self.pipeline.start()
+        inventory = self.state.assets.sync(self.config.assets, self.clock(), lambda changes: self.pipeline.publish(
+            [], changes))
+        if inventory:
+            log.info("inventory changed", extra={"changes": [f"{c.action.value} {c.record.asset.id}"
+                                                             for c in inventory][:50]})
         while not stop.is_set():
             now = self.clock()
             if once:

@@ -87,6 +87,11 @@ def read_events(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def findings_in(path: Path) -> list[dict]:
+    """The findings' events (state and transitions), without the inventory's asset events."""
+    return [event for event in read_events(path) if "rule" in event]
+
+
 def test_run_once_writes_events_keeps_first_seen_and_opens_a_finding_once(pki: Pki, tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     with site("side.test", pki.intermediate.issue(["side.test"], days_valid=20)) as soon:
@@ -94,7 +99,7 @@ def test_run_once_writes_events_keeps_first_seen_and_opens_a_finding_once(pki: P
         for _ in range(2):
             done = connector("run", "-c", str(config), "--once", timeout=60)
             assert done.returncode == 0, done.stderr
-    written = read_events(events)
+    written = findings_in(events)
     expiring = [e for e in written if e["rule"]["id"] == "cert.expiring_soon" and e["event"]["kind"] == "state"]
     opened = [e for e in written if e["rule"]["id"] == "cert.expiring_soon" and e["event"]["kind"] == "event"]
     assert len(expiring) == 2
@@ -109,7 +114,7 @@ def test_sigterm_stops_the_sidecar_cleanly(pki: Pki, tmp_path: Path) -> None:
     with site("term.test", pki.intermediate.issue(["term.test"])) as good:
         config = write_config(tmp_path / "config.yaml", pki, [good.asset], events)
         with connector_process("--log-level", "info", "run", "-c", str(config), stderr=subprocess.PIPE) as process:
-            wait_until(lambda: len(read_events(events)) > 0, timeout=20)
+            wait_until(lambda: len(findings_in(events)) > 0, timeout=20)
             process.send_signal(signal.SIGTERM)
             _, stderr = process.communicate(timeout=15)
     assert process.returncode == 0
@@ -127,12 +132,12 @@ def test_sigterm_during_a_hung_scan_leaves_the_slot_to_rerun_with_the_same_ids(p
         document["scan"]["connect_timeout"] = 30
         config.write_text(yaml.safe_dump(document))
         with connector_process("--log-json", "run", "-c", str(config), stderr=subprocess.PIPE) as process:
-            wait_until(lambda: len(read_events(events)) > 0, timeout=20)
+            wait_until(lambda: len(findings_in(events)) > 0, timeout=20)
             started = time.monotonic()
             process.send_signal(signal.SIGTERM)
             _, stderr = process.communicate(timeout=15)
         assert process.returncode == 0 and time.monotonic() - started < 10
-        assert {e["resource"]["id"] for e in read_events(events)} == {"ok.test"}
+        assert {e["resource"]["id"] for e in findings_in(events)} == {"ok.test"}
         logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
         assert [(entry["message"], entry["asset"]) for entry in logged if entry["message"].startswith("asset not")] \
             == [("asset not scanned to the end; its slot runs again", "hung.test")]
@@ -149,7 +154,7 @@ def test_metrics_endpoint_counts_what_the_sidecar_did(pki: Pki, tmp_path: Path) 
     with site("metrics.test", pki.intermediate.issue(["metrics.test"])) as good:
         config = write_config(tmp_path / "config.yaml", pki, [good.asset], events, metrics_port=port)
         with connector_process("run", "-c", str(config), stderr=subprocess.DEVNULL):
-            wait_until(lambda: len(read_events(events)) > 0, timeout=20)
+            wait_until(lambda: len(findings_in(events)) > 0, timeout=20)
 
             def delivered() -> str:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
@@ -161,6 +166,7 @@ def test_metrics_endpoint_counts_what_the_sidecar_did(pki: Pki, tmp_path: Path) 
     spooled = float(samples["connector_events_spooled_total"])
     assert spooled == len(read_events(events))
     assert 'connector_findings_total{status="pass"}' in text
+    assert float(samples['connector_changes_total{action="asset-created"}']) == 1
     assert float(samples["connector_assets_unfinished_total"]) == 0
 
 def test_a_second_process_on_the_same_state_directory_refuses_to_start(pki: Pki, tmp_path: Path) -> None:
@@ -168,7 +174,7 @@ def test_a_second_process_on_the_same_state_directory_refuses_to_start(pki: Pki,
     with site("lock.test", pki.intermediate.issue(["lock.test"])) as hosted:
         config = write_config(tmp_path / "config.yaml", pki, [hosted.asset], events)
         with connector_process("run", "-c", str(config), stderr=subprocess.DEVNULL) as first:
-            wait_until(lambda: len(read_events(events)) > 0, timeout=30)
+            wait_until(lambda: len(findings_in(events)) > 0, timeout=30)
             second_run = connector("run", "-c", str(config), "--once", timeout=60)
             second_scan = connector("scan", "-c", str(config), "-q", "-o", str(tmp_path / "out.jsonl"), timeout=60)
             assert first.poll() is None, "the first process keeps running"
@@ -179,7 +185,7 @@ def test_a_second_process_on_the_same_state_directory_refuses_to_start(pki: Pki,
         assert "Traceback" not in second.stderr
         assert f"state directory {state_dir} is in use by another connector process (pid {first.pid})" \
             in " ".join(second.stderr.split())
-    written = [event for event in read_events(events) if event["event"]["kind"] == "state"]
+    written = [event for event in findings_in(events) if event["event"]["kind"] == "state"]
     per_rule = Counter((event["rule"]["id"], event["postern"].get("subject")) for event in written)
     assert written and max(per_rule.values()) == 1, "each finding of the one scan is written once"
     assert not (tmp_path / "out.jsonl").exists() or not (tmp_path / "out.jsonl").read_text()
@@ -191,7 +197,7 @@ def test_the_lock_goes_with_the_process(pki: Pki, tmp_path: Path) -> None:
     with site("relock.test", pki.intermediate.issue(["relock.test"])) as hosted:
         config = write_config(tmp_path / "config.yaml", pki, [hosted.asset], events)
         with connector_process("run", "-c", str(config), stderr=subprocess.DEVNULL) as first:
-            wait_until(lambda: len(read_events(events)) > 0, timeout=30)
+            wait_until(lambda: len(findings_in(events)) > 0, timeout=30)
             first.kill()
             first.wait(10)
         done = connector("run", "-c", str(config), "--once", timeout=60)

@@ -19,6 +19,7 @@ from connector.core.errors import ConfigError, ConnectorError
 from connector.core.resources import mappings_dir
 from connector.core.yamlio import load_yaml
 from connector.delivery.sinks.base import SetupStep
+from connector.normalise.assets import ASSET_ECS_FIELDS
 from connector.normalise.audit import AUDIT_ECS_FIELDS
 from connector.normalise.ecs import ecs_reference
 
@@ -51,8 +52,9 @@ def field_types(directory: Path | None = None) -> dict[str, str]:
             for name, field in reference.items():
                 if name.startswith(target + "."):
                     types[name] = field.type
-    types |= AUDIT_ECS_FIELDS
-    types |= {name: str(kind) for name, kind in custom.items() if name.startswith(namespace + ".audit.")}
+    types |= AUDIT_ECS_FIELDS | ASSET_ECS_FIELDS
+    # the fields of the other event kinds (audit, asset, drift), which no mapping file targets
+    types |= {name: str(kind) for name, kind in custom.items() if name not in types}
     return {name: kind for name, kind in sorted(types.items()) if kind not in _NOT_INDEXED_TYPES}
 
 
