@@ -12,6 +12,8 @@ DELIVERY_RETRIES = Counter("connector_delivery_retries", "Batches retried after 
 LAST_DELIVERY = Gauge("connector_last_delivery_timestamp_seconds", "When a sink last committed a batch", ["sink"])
 SPOOL_PENDING = Gauge("connector_spool_pending_events", "Events waiting for a sink", ["sink"])
 FINDINGS = Counter("connector_findings", "Findings produced by scans", ["status"])
+WATCH_SENTINELS = Counter("connector_watch_sentinels", "Watch-lane sentinels: same, changed (the asset was "
+                          "scanned at once), unobserved (part of it could not be seen)", ["outcome"])
 CHANGES = Counter("connector_changes", "Change events: findings opened, reopened, changed and resolved; drift; "
                   "assets created, changed and removed", ["action"])
 ASSETS_UNFINISHED = Counter("connector_assets_unfinished", "Due assets whose scan was cut short (stop, crash); "

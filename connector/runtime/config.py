@@ -21,6 +21,7 @@ from connector.delivery.sinks.base import SinkSettings
 from connector.delivery.spool import SpoolConfig
 from connector.respond.settings import RespondConfig
 from connector.runtime.scheduler import ScheduleConfig
+from connector.runtime.watch import WatchSettings
 from connector.scan.context import ScanSettings
 from connector.scan.engine import ConfiguredCheck, RuleOverride, build_checks
 
@@ -41,6 +42,8 @@ class Config(BaseModel):
                                               description="per-check settings; {enabled: false} turns one off")
     rules: dict[str, RuleOverrideConfig] = Field(default_factory=dict)
     schedule: ScheduleConfig = ScheduleConfig()
+    watch: WatchSettings = Field(default_factory=WatchSettings,
+                                 description="the sentinel lane: critical assets looked at every minute")
     sinks: list[dict[str, Any]] = Field(default_factory=list)
     spool: SpoolConfig = SpoolConfig()
     metrics_port: int | None = Field(default=None, ge=1, le=65535, description="serve Prometheus metrics here")

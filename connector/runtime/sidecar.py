@@ -22,6 +22,7 @@ from connector.runtime.collector import build_pipeline, collect
 from connector.runtime.config import Config
 from connector.runtime.scheduler import next_slot, scan_id
 from connector.runtime.state import StateStore
+from connector.runtime.watch import WatchLane
 from connector.scan.context import ScanContext
 from connector.scan.engine import ScanPlan
 
@@ -51,6 +52,8 @@ class Sidecar:
         self.scans_completed = 0
         self.unspooled = 0  # assets whose findings could not be spooled; their slots run again
         self.unfinished = 0  # assets whose scan was cut short (stop, crash); their slots run again
+        self.in_flight: set[str] = set()  # assets being scanned: the watch lane does not scan them twice
+        self.watch = WatchLane(config.watch, config.scan, state, config.assets, self.rescan_now, clock=clock)
 
     def due(self, now: datetime) -> tuple[dict[Asset, datetime], datetime | None]:
         """Assets due now with their slots, and the earliest future slot."""
@@ -74,6 +77,17 @@ class Sidecar:
         if inventory:
             log.info("inventory changed", extra={"changes": [f"{c.action.value} {c.record.asset.id}"
                                                              for c in inventory][:50]})
+        watching = None if once else asyncio.create_task(self.watch.run(stop))
+        try:
+            await self._schedule(stop, once)
+        finally:
+            if watching is not None:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
+        log.info("sidecar stopped", extra={"scans_completed": self.scans_completed})
+
+    async def _schedule(self, stop: asyncio.Event, once: bool) -> None:
         while not stop.is_set():
             now = self.clock()
             if once:
@@ -91,7 +105,31 @@ class Sidecar:
                 wait = min(MAX_SLEEP, max(0.5, (upcoming - self.clock()).total_seconds()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=wait)
-        log.info("sidecar stopped", extra={"scans_completed": self.scans_completed})
+
+    async def rescan_now(self, asset: Asset, changed: list[str]) -> bool:
+        """The watch lane saw ``changed``: every check of the asset, now, outside its schedule."""
+        if asset.id in self.in_flight:
+            return True  # a scan of it is running and will see the change
+        self.in_flight.add(asset.id)
+        try:
+            plan = ScanPlan([asset], self.checks, self.overrides)
+            watch_id = f"watch-{self.clock():%Y%m%dT%H%M%S%f}"
+            runs = collect(plan, self.catalog, ScanContext(self.config.scan, now=self.clock()), scan_id=watch_id,
+                           state=self.state, publisher=self.pipeline, clock=self.clock)
+            try:
+                async for run in runs:
+                    if run.not_spooled is not None:
+                        log.error("watch scan not spooled; the next sentinel starts it again: %s", run.not_spooled,
+                                  extra={"asset": asset.id})
+                        return False
+                    self.scans_completed += 1
+                    log.info("asset scanned on change", extra={"asset": asset.id, "changed": changed,
+                                                               "changes": len(run.changes)})
+            finally:
+                await runs.aclose()
+            return True
+        finally:
+            self.in_flight.discard(asset.id)
 
     async def _scan(self, due: dict[Asset, datetime], stop: asyncio.Event) -> None:
         """Scan the due assets; on stop, give in-flight assets ``shutdown_grace`` to finish, then cancel them."""
@@ -126,6 +164,13 @@ class Sidecar:
         ASSETS_UNFINISHED.inc(len(unfinished))
 
     async def _consume(self, due: dict[Asset, datetime], finished: set[str]) -> None:
+        self.in_flight |= {asset.id for asset in due}
+        try:
+            await self._collect(due, finished)
+        finally:
+            self.in_flight -= {asset.id for asset in due}
+
+    async def _collect(self, due: dict[Asset, datetime], finished: set[str]) -> None:
         ctx = ScanContext(self.config.scan, now=self.clock())
         plan = ScanPlan(list(due), self.checks, self.overrides)
         runs = collect(plan, self.catalog, ctx, scan_id=lambda asset: scan_id(asset, due[asset]), state=self.state,

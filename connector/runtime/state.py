@@ -4,8 +4,10 @@ register and the finding ledger of connector.inventory, all in one SQLite file o
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sqlite3
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
@@ -13,6 +15,7 @@ from typing import TextIO
 from connector.core.errors import ConfigError
 from connector.inventory.assets import AssetRegister
 from connector.inventory.lifecycle import FindingLedger
+from connector.scan.sentinel import Sentinel
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scans (
@@ -21,6 +24,11 @@ CREATE TABLE IF NOT EXISTS scans (
     finished TEXT NOT NULL,
     events INTEGER NOT NULL,
     PRIMARY KEY (scan_id, asset_id)
+);
+CREATE TABLE IF NOT EXISTS sentinels (
+    asset_id TEXT PRIMARY KEY,
+    sentinel TEXT NOT NULL,
+    observed_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS schedule (
     asset_id TEXT PRIMARY KEY,
@@ -65,6 +73,17 @@ class StateStore:
             "ON CONFLICT(asset_id) DO UPDATE SET last_slot = excluded.last_slot, completed = excluded.completed",
             (asset_id, slot.isoformat(), int(completed)),
         )
+
+    def sentinel(self, asset_id: str) -> Sentinel | None:
+        """The watch lane's last sentinel of the asset."""
+        row = self._db.execute("SELECT sentinel FROM sentinels WHERE asset_id = ?", (asset_id,)).fetchone()
+        return Sentinel(**json.loads(row[0])) if row else None
+
+    def record_sentinel(self, asset_id: str, sentinel: Sentinel, observed_at: datetime) -> None:
+        self._db.execute(
+            "INSERT INTO sentinels (asset_id, sentinel, observed_at) VALUES (?, ?, ?) ON CONFLICT(asset_id) "
+            "DO UPDATE SET sentinel = excluded.sentinel, observed_at = excluded.observed_at",
+            (asset_id, json.dumps(asdict(sentinel)), observed_at.isoformat()))
 
     def record_scan(self, scan_id: str, asset_id: str, finished: datetime, events: int) -> None:
         self._db.execute(
