@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 import sys
@@ -27,6 +28,7 @@ from connector.core.lifecycle import AssetChange, Change, StateChange, Transitio
 from connector.core.model import Asset, Criticality, Finding, Severity, Status, without_password
 from connector.delivery.pipeline import Pipeline
 from connector.normalise import Normaliser
+from connector.normalise.sarif import junit_report, sarif_log
 from connector.runtime.collector import build_pipeline, collect
 from connector.runtime.config import Config, load_config
 from connector.runtime.state import StateStore
@@ -83,13 +85,19 @@ def _distinct_names(assets: list[Asset]) -> list[Asset]:
     return named
 
 
+EVENT_FORMATS = ("ecs", "cef")
+DOCUMENT_FORMATS = ("sarif", "junit")  # one document written at the end, not events
+
+
 @app.command("scan")
 def scan_command(
     targets: Annotated[list[str] | None, typer.Argument(help="host, host:port or URL; several allowed.")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Take assets and settings from a config.")]
     = None,
     checks: Annotated[str | None, typer.Option(help="Comma-separated checks to run (default: all).")] = None,
-    output_format: Annotated[str, typer.Option("--format", help="ecs (JSON lines) or cef.")] = "ecs",
+    output_format: Annotated[str, typer.Option(
+        "--format", help="ecs (JSON lines), cef, sarif (SARIF 2.1.0, for code scanning) or junit (JUnit XML).")]
+    = "ecs",
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write events to this file ('-' for stdout). Default: stdout unless it is a terminal.")]
     = None,
@@ -122,8 +130,8 @@ def scan_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
 ) -> None:
     """Scan targets once with every check and write ECS or CEF events."""
-    if output_format not in ("ecs", "cef"):
-        fail(f"--format must be ecs or cef, not {output_format!r}")
+    if output_format not in (*EVENT_FORMATS, *DOCUMENT_FORMATS):
+        fail(f"--format must be ecs, cef, sarif or junit, not {output_format!r}")
     threshold = _severity(fail_on) if fail_on else None
     loaded: Config | None = load_config(config) if config else None
     assets = _assets_from_targets(targets or [], resolve or [], http_port, not http, criticality)
@@ -142,19 +150,24 @@ def scan_command(
                     loaded.overrides(catalog) if loaded else {})
     if state is None and loaded is not None:
         state = loaded.state_dir / "state.sqlite"
-    writer = _EventWriter(normaliser, output_format, only_failed)
+    document = output_format in DOCUMENT_FORMATS
+    writer = _EventWriter(normaliser, "ecs" if document else output_format, only_failed)
     with ExitStack() as stack:
         store = StateStore(state) if state else None  # before the spool: a second process stops here
         if store is not None:
             stack.callback(store.close)
         pipeline = build_pipeline(loaded, catalog, normaliser) if loaded is not None and loaded.sinks else None
-        writer.stream = _event_stream(output, loaded, stack)
+        stream = _document_stream(output, stack) if document else _event_stream(output, loaded, stack)
+        writer.stream = None if document else stream
         if pipeline is not None:
             pipeline.start()
         try:
             if store is not None and loaded is not None and not targets:  # the configuration's assets: register
                 store.assets.sync(assets, utc_now(), lambda entered: _publish_changes(entered, pipeline, writer))
             findings, changes = asyncio.run(_scan(plan, catalog, settings, store, pipeline, writer, quiet))
+            if document and stream is not None:
+                stream.write(_document(output_format, findings, catalog))
+                stream.flush()
             delivered = report_delivery(pipeline, ship_timeout, quiet) if pipeline is not None else True
         finally:
             if pipeline is not None:
@@ -169,6 +182,22 @@ def _publish_changes(changes: list[AssetChange], pipeline: Pipeline | None, writ
     if pipeline is not None:
         pipeline.publish([], changes)
     writer.write([], list(changes))
+
+
+def _document(output_format: str, findings: list[Finding], catalog: Catalog) -> bytes:
+    if output_format == "sarif":
+        return json.dumps(sarif_log(findings, catalog), indent=2).encode() + b"\n"
+    return junit_report(findings)
+
+
+def _document_stream(output: Path | None, stack: ExitStack) -> BinaryIO:
+    """A report document goes to --output, else to stdout even at a terminal: it is what was asked for."""
+    if output is None or str(output) == "-":
+        return sys.stdout.buffer
+    try:
+        return stack.enter_context(output.open("wb"))
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
 
 
 def _event_stream(output: Path | None, loaded: Config | None, stack: ExitStack) -> BinaryIO | None:
