@@ -19,6 +19,7 @@ from connector.core.yamlio import load_yaml
 from connector.delivery.sinks import parse_sink
 from connector.delivery.sinks.base import SinkSettings
 from connector.delivery.spool import SpoolConfig
+from connector.inventory.baselines import DriftSettings
 from connector.respond.settings import RespondConfig
 from connector.runtime.scheduler import ScheduleConfig
 from connector.scan.context import ScanSettings
@@ -40,6 +41,7 @@ class Config(BaseModel):
     checks: dict[str, dict[str, Any]] = Field(default_factory=dict,
                                               description="per-check settings; {enabled: false} turns one off")
     rules: dict[str, RuleOverrideConfig] = Field(default_factory=dict)
+    drift: DriftSettings = Field(default=DriftSettings(), description="observation kinds whose changes are events")
     schedule: ScheduleConfig = ScheduleConfig()
     sinks: list[dict[str, Any]] = Field(default_factory=list)
     spool: SpoolConfig = SpoolConfig()

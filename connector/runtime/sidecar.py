@@ -124,7 +124,7 @@ class Sidecar:
         ctx = ScanContext(self.config.scan, now=self.clock())
         plan = ScanPlan(list(due), self.checks, self.overrides)
         runs = collect(plan, self.catalog, ctx, scan_id=lambda asset: scan_id(asset, due[asset]), state=self.state,
-                       publisher=self.pipeline, clock=self.clock)
+                       publisher=self.pipeline, clock=self.clock, drift=self.config.drift)
         try:
             async for run in runs:
                 asset = run.report.asset

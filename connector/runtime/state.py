@@ -1,5 +1,5 @@
 """What the connector remembers between runs: when each asset was scanned and its schedule, plus the finding
-ledger of connector.inventory, all in one SQLite file of the state directory."""
+ledger and the observation baselines of connector.inventory, all in one SQLite file of the state directory."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from connector.core.errors import ConfigError
+from connector.inventory.baselines import BaselineStore
 from connector.inventory.lifecycle import FindingLedger
 
 _SCHEMA = """
@@ -47,6 +48,7 @@ class StateStore:
             self._db.execute("PRAGMA busy_timeout=30000")  # a rescan writes through its own connection
             self._db.executescript(_SCHEMA)
             self.findings = FindingLedger(self._db)
+            self.baselines = BaselineStore(self._db)
         except (OSError, sqlite3.Error) as exc:
             self._unlock()
             raise ConfigError(f"state store {path}: {exc}") from None

@@ -19,7 +19,9 @@ from connector.core.errors import ConfigError, ConnectorError
 from connector.core.resources import mappings_dir
 from connector.core.yamlio import load_yaml
 from connector.delivery.sinks.base import SetupStep
+from connector.normalise.assets import ASSET_ECS_FIELDS
 from connector.normalise.audit import AUDIT_ECS_FIELDS
+from connector.normalise.drift import DRIFT_ECS_FIELDS
 from connector.normalise.ecs import ecs_reference
 
 MAPPINGS_TEMPLATE = "postern-findings-mappings"
@@ -28,6 +30,8 @@ INDEX_TEMPLATE = "postern-findings"
 POLICY = "postern-findings"
 PIPELINE = "postern-findings"
 _NOT_INDEXED_TYPES = {"object", "nested"}
+# custom fields of the events written in code (audit, asset, drift), not through mappings/ecs.yaml
+_CODED_EVENT_FIELDS = ("audit.", "asset.", "asset_before", "drift.")
 
 
 def field_types(directory: Path | None = None) -> dict[str, str]:
@@ -51,8 +55,10 @@ def field_types(directory: Path | None = None) -> dict[str, str]:
             for name, field in reference.items():
                 if name.startswith(target + "."):
                     types[name] = field.type
-    types |= AUDIT_ECS_FIELDS
-    types |= {name: str(kind) for name, kind in custom.items() if name.startswith(namespace + ".audit.")}
+    for fields in (AUDIT_ECS_FIELDS, ASSET_ECS_FIELDS, DRIFT_ECS_FIELDS):  # the events written in code
+        types |= fields
+    types |= {name: str(kind) for name, kind in custom.items()
+              if name.startswith(tuple(f"{namespace}.{part}" for part in _CODED_EVENT_FIELDS))}
     return {name: kind for name, kind in sorted(types.items()) if kind not in _NOT_INDEXED_TYPES}
 
 
