@@ -17,6 +17,7 @@ import yaml
 from cryptography.hazmat.primitives import hashes
 
 from connector.runtime.state import StateStore
+from emulators.elasticsearch import ElasticsearchEmulator
 from support.cef import parse_cef
 from support.cli import connector
 from support.dns_server import DnsServer, Zone
@@ -226,6 +227,18 @@ def test_drift_in_cef_carries_its_action_and_bound(pki: Pki, tmp_path: Path) -> 
     assert int(drift["start"]) < int(drift["end"]) == int(drift["rt"])
     assert drift["cn1Label"] == "boundSeconds" and float(drift["cn1"]) > 0
     assert json.loads(drift["cs6"])["sha256"] != json.loads(drift["cs5"])["sha256"]
+
+
+def test_drift_events_are_stored_by_elasticsearch_under_the_rendered_mappings(pki: Pki, tmp_path: Path) -> None:
+    with ElasticsearchEmulator() as cluster, watched_site(pki, tmp_path, sinks=[
+            {"type": "elasticsearch", "hosts": [cluster.url], "api_key": "test-api-key"}]) as (hosted, config):
+        setup = connector("elastic", "setup", "-c", str(config))
+        assert setup.returncode == 0, setup.stderr
+        scan(config, "certificate")
+        hosted.https.serve_tls(tls_context(pki.intermediate.issue([HOST])))
+        _, (drift,) = scan(config, "certificate")
+        stored = {doc["event"]["id"]: doc for doc in cluster.documents("logs-postern.findings-default")}
+    assert stored[drift["event"]["id"]]["postern"]["drift"] == drift["postern"]["drift"]
 
 
 @pytest.mark.needs_dns
