@@ -24,7 +24,7 @@ from connector.core.catalog import Catalog
 from connector.core.clock import utc_now
 from connector.core.errors import format_validation_error
 from connector.core.events import encode_line
-from connector.core.lifecycle import AssetChange, Change, StateChange, Transition
+from connector.core.lifecycle import AssetChange, Change, Drift, StateChange, Transition
 from connector.core.model import Asset, Criticality, Finding, Severity, Status, without_password
 from connector.delivery.pipeline import Pipeline
 from connector.normalise import Normaliser
@@ -164,7 +164,7 @@ def scan_command(
         try:
             if store is not None and loaded is not None and not targets:  # the configuration's assets: register
                 store.assets.sync(assets, utc_now(), lambda entered: _publish_changes(entered, pipeline, writer))
-            findings, changes = asyncio.run(_scan(plan, catalog, settings, store, pipeline, writer, quiet))
+            findings, changes = asyncio.run(_scan(plan, catalog, settings, store, pipeline, writer, quiet, loaded))
             if document and stream is not None:
                 stream.write(_document(output_format, findings, catalog))
                 stream.flush()
@@ -280,9 +280,10 @@ async def _scan(
     pipeline: Pipeline | None,
     writer: _EventWriter,
     quiet: bool,
-) -> tuple[list[Finding], Counter[Change]]:
+    loaded: Config | None,
+) -> tuple[list[Finding], Counter[str]]:
     findings: list[Finding] = []
-    changes: Counter[Change] = Counter()
+    changes: Counter[str] = Counter()
     show_progress = not quiet and len(plan.assets) > 1
     progress = Progress(
         TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -291,18 +292,19 @@ async def _scan(
     with progress:
         task = progress.add_task("", total=len(plan.assets))
         async for run in collect(plan, catalog, ScanContext(settings), scan_id=secrets.token_hex(10), state=state,
-                                 publisher=pipeline):
+                                 publisher=pipeline, drift=loaded.drift if loaded else None):
             if run.not_spooled is not None:
                 raise run.not_spooled
             findings.extend(run.report.findings)
-            changes.update(change.change for change in run.changes if isinstance(change, Transition))
+            changes.update(change.change.value for change in run.changes if isinstance(change, Transition))
+            changes["drift"] += sum(1 for change in run.changes if isinstance(change, Drift))
             writer.write(run.report.findings, run.changes)
             progress.update(task, advance=1, description=run.report.asset.id)
     return findings, changes
 
 
 def _summary(findings: list[Finding], assets: list[Asset], catalog: Catalog,
-             changes: Counter[Change] | None) -> None:
+             changes: Counter[str] | None) -> None:
     failing = sorted((f for f in findings if f.is_failing), key=lambda f: (-f.severity.rank, f.asset.id))
     advisories = sum(1 for f in findings if f.is_advisory)
     not_applicable = sum(1 for f in findings if f.status is Status.NOT_APPLICABLE)
@@ -334,7 +336,8 @@ def _summary(findings: list[Finding], assets: list[Asset], catalog: Catalog,
     )
     if changes is not None:
         console_err.print("since the last scan: " + ", ".join(
-            f"{changes[change]} {change.value.removeprefix('finding-')}" for change in Change))
+            f"{changes[change.value]} {change.value.removeprefix('finding-')}" for change in Change)
+            + f", {changes['drift']} drifted")
 
 
 def _group_errors(errors: list[Finding]) -> dict[tuple[str, str], list[str]]:

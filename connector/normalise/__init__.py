@@ -11,13 +11,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from connector.core.catalog import Catalog
 from connector.core.errors import ConfigError, format_validation_error
 from connector.core.events import NewEvent
-from connector.core.lifecycle import AssetChange, StateChange, Transition
+from connector.core.lifecycle import AssetChange, Drift, StateChange, Transition
 from connector.core.model import Finding
 from connector.core.resources import mappings_dir
 from connector.core.yamlio import load_yaml
 from connector.normalise.assets import asset_spool_event
 from connector.normalise.cef import CefEncoder
 from connector.normalise.context import ContextBuilder, Runtime, Scoring
+from connector.normalise.drift import drift_spool_event
 from connector.normalise.ecs import EcsEncoder
 from connector.normalise.lifecycle import rekind
 
@@ -87,6 +88,8 @@ class Normaliser:
             return self.spool_event(change.finding, formats, change)
         if isinstance(change, AssetChange):
             return asset_spool_event(change, self.contexts.connector, formats)
+        if isinstance(change, Drift):
+            return drift_spool_event(change, self.contexts.connector, formats)
         raise TypeError(f"no event encoding for {type(change).__name__}")
 
     def spool_event(self, finding: Finding, formats: frozenset[str], transition: Transition | None = None) -> NewEvent:

@@ -1,8 +1,9 @@
 """One scan run, wired once: engine -> inventory -> publish. The CLI, the sidecar and the rescan action use it.
 
-The finding ledger assesses each asset's findings (their episodes, the transitions since the last scan); they
-are made durable through the publisher, and only then are the ledger and the scan recorded, so a crash re-runs
-what was not published instead of losing it, and never records a transition nobody was told about.
+The finding ledger assesses each asset's findings (their episodes, the transitions since the last scan) and the
+baselines its observations (what drifted); both are made durable through the publisher, and only then are the
+ledger, the baselines and the scan recorded, so a crash re-runs what was not published instead of losing it, and
+never records a transition or a drift nobody was told about.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from connector.core.lifecycle import StateChange
 from connector.core.model import Asset, AssetReport
 from connector.delivery.pipeline import Pipeline
 from connector.delivery.spool import SpoolError
+from connector.inventory.baselines import DriftSettings
 from connector.normalise import Normaliser
 from connector.runtime.config import Config
 from connector.runtime.state import StateStore
@@ -48,23 +50,29 @@ async def collect(
     state: StateStore | None = None,
     publisher: Publisher | None = None,
     clock: Callable[[], datetime] = utc_now,
+    drift: DriftSettings | None = None,
 ) -> AsyncGenerator[Collected, None]:
-    """Yield each asset as it is done: annotated, published (when a publisher is given) and recorded."""
+    """Yield each asset as it is done: annotated, published (when a publisher is given) and recorded; ``drift``
+    says which observation kinds are baselined (all by default)."""
+    kinds = (drift or DriftSettings()).enabled
     reports = scan(plan, catalog, ctx, scan_id=scan_id)
     try:
         async for scanned in reports:
             asset_scan_id = scan_id(scanned.asset) if callable(scan_id) else scan_id
             assessment = state.findings.assess(scanned) if state else None
             report = AssetReport(scanned.asset, assessment.findings) if assessment else scanned
-            changes: list[StateChange] = list(assessment.transitions) if assessment else []
+            baselines = state.baselines.assess(report, kinds) if state else None
+            changes: list[StateChange] = [*(assessment.transitions if assessment else ()),
+                                          *(baselines.drifts if baselines else ())]
             if publisher is not None:
                 try:
                     await asyncio.to_thread(publisher.publish, report.findings, changes)
                 except SpoolError as exc:
                     yield Collected(report, asset_scan_id, changes, exc)
                     continue
-            if state is not None and assessment is not None:
+            if state is not None and assessment is not None and baselines is not None:
                 state.findings.apply(assessment)
+                state.baselines.apply(baselines)
                 finished = clock()
                 state.assets.scanned(report.asset.id, finished)
                 state.record_scan(asset_scan_id, report.asset.id, finished, len(report.findings))
@@ -109,7 +117,7 @@ class ConfiguredRescanner:
     async def _run(self, plan: ScanPlan, scan_id: str, state: StateStore) -> RescanResult:
         statuses: dict[str, str] = {}
         async for collected in collect(plan, self.catalog, ScanContext(self.config.scan), scan_id=scan_id,
-                                       state=state, publisher=self.publisher):
+                                       state=state, publisher=self.publisher, drift=self.config.drift):
             if collected.not_spooled is not None:
                 raise collected.not_spooled
             statuses |= {finding.fingerprint: finding.status.value for finding in collected.report.findings}

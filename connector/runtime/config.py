@@ -19,6 +19,7 @@ from connector.core.yamlio import load_yaml
 from connector.delivery.sinks import parse_sink
 from connector.delivery.sinks.base import SinkSettings
 from connector.delivery.spool import SpoolConfig
+from connector.inventory.baselines import DriftSettings
 from connector.respond.settings import RespondConfig
 from connector.runtime.scheduler import ScheduleConfig
 from connector.runtime.watch import WatchSettings
@@ -41,6 +42,7 @@ class Config(BaseModel):
     checks: dict[str, dict[str, Any]] = Field(default_factory=dict,
                                               description="per-check settings; {enabled: false} turns one off")
     rules: dict[str, RuleOverrideConfig] = Field(default_factory=dict)
+    drift: DriftSettings = Field(default=DriftSettings(), description="observation kinds whose changes are events")
     schedule: ScheduleConfig = ScheduleConfig()
     watch: WatchSettings = Field(default_factory=WatchSettings,
                                  description="the sentinel lane: critical assets looked at every minute")

@@ -115,7 +115,7 @@ class Sidecar:
             plan = ScanPlan([asset], self.checks, self.overrides)
             watch_id = f"watch-{self.clock():%Y%m%dT%H%M%S%f}"
             runs = collect(plan, self.catalog, ScanContext(self.config.scan, now=self.clock()), scan_id=watch_id,
-                           state=self.state, publisher=self.pipeline, clock=self.clock)
+                           state=self.state, publisher=self.pipeline, clock=self.clock, drift=self.config.drift)
             try:
                 async for run in runs:
                     if run.not_spooled is not None:
@@ -174,7 +174,7 @@ class Sidecar:
         ctx = ScanContext(self.config.scan, now=self.clock())
         plan = ScanPlan(list(due), self.checks, self.overrides)
         runs = collect(plan, self.catalog, ctx, scan_id=lambda asset: scan_id(asset, due[asset]), state=self.state,
-                       publisher=self.pipeline, clock=self.clock)
+                       publisher=self.pipeline, clock=self.clock, drift=self.config.drift)
         try:
             async for run in runs:
                 asset = run.report.asset

@@ -1,5 +1,6 @@
 """What the connector remembers between runs: when each asset was scanned and its schedule, plus the asset
-register and the finding ledger of connector.inventory, all in one SQLite file of the state directory."""
+register, the finding ledger and the observation baselines of connector.inventory, all in one SQLite file of the
+state directory."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import TextIO
 
 from connector.core.errors import ConfigError
 from connector.inventory.assets import AssetRegister
+from connector.inventory.baselines import BaselineStore
 from connector.inventory.lifecycle import FindingLedger
 from connector.scan.sentinel import Sentinel
 
@@ -57,6 +59,7 @@ class StateStore:
             self._db.executescript(_SCHEMA)
             self.findings = FindingLedger(self._db)
             self.assets = AssetRegister(self._db)
+            self.baselines = BaselineStore(self._db)
         except (OSError, sqlite3.Error) as exc:
             self._unlock()
             raise ConfigError(f"state store {path}: {exc}") from None

@@ -96,12 +96,26 @@ class WatchLane:
         if not changed:
             metrics.WATCH_SENTINELS.labels("same").inc()
             self.state.record_sentinel(asset.id, _merged(sentinel, before), observed_at)
+            # what the sentinel saw unchanged was still good now: a later drift's bound starts here
+            self.state.baselines.confirm(asset.id, _confirmed_kinds(sentinel), observed_at)
             return sentinel
         metrics.WATCH_SENTINELS.labels("changed").inc()
         log.info("watch lane: change seen, scanning the asset now", extra={"asset": asset.id, "changed": changed})
         if await self.rescan(asset, changed):
             self.state.record_sentinel(asset.id, _merged(sentinel, before), observed_at)
         return sentinel
+
+
+def _confirmed_kinds(sentinel: Sentinel) -> list[str]:
+    """The drift kinds (inventory/baselines.py) that this sentinel's observed parts stand for."""
+    kinds = []
+    if sentinel.certificate is not None:
+        kinds.append("certificate")
+    if sentinel.route is not None:
+        kinds += ["headers", "redirects"]
+    if sentinel.dns is not None:
+        kinds.append("dns")
+    return kinds
 
 
 def _merged(sentinel: Sentinel, before: Sentinel | None) -> Sentinel:

@@ -103,6 +103,10 @@ class WebServer:
     def hits(self) -> list[str]:
         return self._server.hits
 
+    def serve_tls(self, context: ssl.SSLContext) -> None:
+        """Handshake with ``context`` from the next connection on: a new certificate, other protocols or suites."""
+        self._server.tls = context
+
     def __enter__(self) -> WebServer:
         self._thread.start()
         return self

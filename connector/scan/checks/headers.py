@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urljoin
 
 from connector.core.model import Asset, CheckOutcome, RuleResult, Status, Target
 from connector.parsers import csp
@@ -74,7 +75,7 @@ class SecurityHeadersCheck(Check[HeaderObservation, NoSettings]):
         results.append(_disclosure_result(page))
         observed = {
             "http": {"response": {"status_code": page.status}},
-            "web_page": {"url": page.url, "redirects": list(page.redirects),
+            "web_page": {"url": page.url, "redirects": list(page.redirects), "location": _onward(page),
                          "certificate_valid": page.certificate_valid,
                          "headers": {name: page.header_values(name) for name in _OBSERVED_HEADERS
                                      if page.header_values(name)}},
@@ -82,10 +83,16 @@ class SecurityHeadersCheck(Check[HeaderObservation, NoSettings]):
         return CheckOutcome(results, observed)
 
 
-_OBSERVED_HEADERS = ("content-security-policy", "content-security-policy-report-only", "x-frame-options",
-                     "x-content-type-options", "referrer-policy", "permissions-policy",
+_OBSERVED_HEADERS = ("strict-transport-security", "content-security-policy", "content-security-policy-report-only",
+                     "x-frame-options", "x-content-type-options", "referrer-policy", "permissions-policy",
                      "cross-origin-opener-policy", "cross-origin-resource-policy", "cross-origin-embedder-policy",
                      "server", "x-powered-by")
+
+
+def _onward(page: Page) -> str | None:
+    """Where a route redirects beyond its origin (not followed): the end of its redirect chain."""
+    location = page.headers.get("location")
+    return urljoin(page.url, location) if location and 300 <= page.status < 400 else None
 
 
 def _csp_results(page: Page, policies: list[csp.Policy]) -> list[RuleResult]:
