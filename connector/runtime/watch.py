@@ -97,7 +97,7 @@ class WatchLane:
             metrics.WATCH_SENTINELS.labels("same").inc()
             self.state.record_sentinel(asset.id, _merged(sentinel, before), observed_at)
             # what the sentinel saw unchanged was still good now: a later drift's bound starts here
-            self.state.baselines.confirm(asset.id, _confirmed_kinds(sentinel), observed_at)
+            self.state.baselines.confirm(asset.id, _confirmed_kinds(asset, sentinel), observed_at)
             return sentinel
         metrics.WATCH_SENTINELS.labels("changed").inc()
         log.info("watch lane: change seen, scanning the asset now", extra={"asset": asset.id, "changed": changed})
@@ -106,15 +106,17 @@ class WatchLane:
         return sentinel
 
 
-def _confirmed_kinds(sentinel: Sentinel) -> list[str]:
-    """The drift kinds (inventory/baselines.py) that this sentinel's observed parts stand for."""
+def _confirmed_kinds(asset: Asset, sentinel: Sentinel) -> list[str]:
+    """The drift kinds (inventory/baselines.py) whose every baseline this sentinel saw: only those may have their
+    last good observation moved, or a drift's detection bound would look narrower than it was. DNS is never among
+    them: the sentinel asks for A, AAAA and CNAME, the baselines hold MX and NS too."""
     kinds = []
-    if sentinel.certificate is not None:
+    if sentinel.certificate is not None and len(asset.ports) == 1:
         kinds.append("certificate")
-    if sentinel.route is not None:
-        kinds += ["headers", "redirects"]
-    if sentinel.dns is not None:
-        kinds.append("dns")
+    if sentinel.route is not None and len(asset.routes) == 1:
+        kinds.append("headers")
+        if asset.http_port is None:  # else the plain-HTTP chain is a redirects baseline the sentinel did not see
+            kinds.append("redirects")
     return kinds
 
 

@@ -96,7 +96,7 @@ def test_scan_exits_3_and_says_so_when_the_receiver_rejects_events(tmp_path: Pat
         stored = len(cluster.ids("logs-postern.findings-default"))
     assert done.returncode == 3, done.stderr
     assert "rejected by the receiver (elasticsearch: 2)" in done.stderr and "Traceback" not in done.stderr
-    assert stored == len(web_checks()) - 2  # one error event per check, two of them refused
+    assert stored == len(web_checks()) + 1 - 2  # one error event per check and the asset's creation, two refused
     status = connector("spool", "status", "-c", str(config), "--dead-letters")
     assert status.returncode == 0 and "document_parsing_exception" in status.stdout
 
@@ -110,7 +110,8 @@ def test_run_once_exits_3_when_events_could_not_be_delivered_in_time(tmp_path: P
     status = connector("spool", "status", "-c", str(config))
     assert status.returncode == 0
     pending = [line for line in status.stdout.splitlines() if line.strip().startswith("│ elasticsearch")]
-    assert pending and pending[0].split("│")[2].strip() == str(len(web_checks()))  # one event per check
+    # one event per check, and the inventory's asset-created
+    assert pending and pending[0].split("│")[2].strip() == str(len(web_checks()) + 1)
 
 
 def test_spool_admin_commands_explain_instead_of_creating_or_guessing(tmp_path: Path) -> None:
@@ -129,4 +130,4 @@ def test_a_stdout_sink_is_not_doubled_by_the_scan_output(tmp_path: Path) -> None
     config = write_config(tmp_path / "config.yaml", [{"type": "stdout"}])
     done = connector("scan", "-c", str(config), "-q")
     ids = [json.loads(line)["event"]["id"] for line in done.stdout.splitlines()]
-    assert done.returncode == 0 and len(ids) == len(set(ids)) == len(web_checks())
+    assert done.returncode == 0 and len(ids) == len(set(ids)) == len(web_checks()) + 1  # + the asset's creation

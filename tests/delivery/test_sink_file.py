@@ -40,5 +40,7 @@ def test_stdout_sink_prints_events_for_container_log_collectors(tmp_path: Path) 
                                       "sinks": [{"type": "stdout"}]}))
     done = connector("scan", "-c", str(config), "-q", "-o", "/dev/null", timeout=60)
     assert done.returncode == 0, done.stderr
-    rules = [json.loads(line)["rule"]["id"] for line in done.stdout.splitlines()]
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    rules = [event["rule"]["id"] for event in events if event["event"]["kind"] == "state"]
     assert rules == ["scan.error"] * len(web_checks())
+    assert [event["event"]["action"] for event in events if event["event"]["kind"] == "asset"] == ["asset-created"]

@@ -22,13 +22,16 @@ HOSTILE_OPENINGS = ("<input ", "<title>", "<title>Sign in", "<title>Error log fo
 
 
 def test_no_signature_backtracks_on_a_hostile_page() -> None:
-    """Every page read costs each signature one search, so each must stay linear whatever the page repeats."""
+    """Every page read costs each signature one search, so each must stay linear whatever the page repeats.
+
+    A linear search of 64 KiB takes milliseconds and a backtracking one seconds (7 to 9 s were seen), so the CPU
+    time (not the wall time, which a loaded machine stretches) is held to a bound between the two."""
     for opening in HOSTILE_OPENINGS:
         page = (opening * (BODY_WINDOW // len(opening)))[:BODY_WINDOW]
         for signature in SIGNATURES:
-            started = time.perf_counter()
+            started = time.process_time()
             strongest_matches(page, [signature], admin_path=True)
-            assert time.perf_counter() - started < 0.5, (signature.name, opening)
+            assert time.process_time() - started < 1.0, (signature.name, opening)
 
 
 @pytest.mark.parametrize(

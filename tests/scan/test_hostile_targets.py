@@ -40,7 +40,7 @@ BUDGET_MB = 300
 
 def scan_measured(pki: Pki, tmp_path: Path, assets: list[Asset], checks: str, timeout: float = 60,
                   check_settings: dict | None = None, **scan: object):
-    """``connector scan -c`` in a fresh process over ``assets``; its events, peak RSS and wall time."""
+    """``connector scan -c`` in a fresh process over ``assets``; its state events, peak RSS and wall time."""
     config, events = tmp_path / "config.json", tmp_path / "events.jsonl"
     config.write_text(json.dumps({
         "assets": [asset.model_dump(mode="json", exclude_none=True) for asset in assets],
@@ -50,8 +50,8 @@ def scan_measured(pki: Pki, tmp_path: Path, assets: list[Asset], checks: str, ti
                f"sys.argv = ['connector', 'scan', '-c', {str(config)!r}, '--checks', {checks!r}, '-o', "
                f"{str(events)!r}, '-q']; main()")
     measured = run_measured(snippet, timeout=timeout, cwd=Path(__file__).parents[2])
-    written = [json.loads(line) for line in events.read_text().splitlines()] if events.exists() else []
-    return measured, written
+    lines = events.read_text().splitlines() if events.exists() else []
+    return measured, [event for event in map(json.loads, lines) if event["event"]["kind"] == "state"]
 
 
 @pytest.mark.parametrize(("name", "route"), [
