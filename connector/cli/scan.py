@@ -7,6 +7,7 @@ import re
 import secrets
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, BinaryIO
@@ -23,11 +24,12 @@ from connector.core.catalog import Catalog
 from connector.core.clock import utc_now
 from connector.core.errors import format_validation_error
 from connector.core.events import encode_line
-from connector.core.lifecycle import AssetChange, Change, StateChange, Transition
+from connector.core.lifecycle import Change, StateChange, Transition
 from connector.core.model import Asset, Criticality, Finding, Severity, Status, without_password
 from connector.delivery.pipeline import Pipeline
+from connector.inventory.discovery import Discovery
 from connector.normalise import Normaliser
-from connector.runtime.collector import build_pipeline, collect
+from connector.runtime.collector import build_pipeline, collect, planned_assets
 from connector.runtime.config import Config, load_config
 from connector.runtime.state import StateStore
 from connector.scan.context import ScanContext, ScanSettings
@@ -152,9 +154,17 @@ def scan_command(
         if pipeline is not None:
             pipeline.start()
         try:
+            discovery = None
             if store is not None and loaded is not None and not targets:  # the configuration's assets: register
                 store.assets.sync(assets, utc_now(), lambda entered: _publish_changes(entered, pipeline, writer))
-            findings, changes = asyncio.run(_scan(plan, catalog, settings, store, pipeline, writer, quiet))
+                discovery = loaded.discovery(store, catalog)
+                if discovery is not None:
+                    seeded = discovery.assess_seeds(utc_now())
+                    _publish_changes(seeded.changes, pipeline, writer)
+                    discovery.apply(seeded)
+                plan.assets = assets = planned_assets(loaded, store)  # discovered ones too, with auto_scan
+            findings, changes = asyncio.run(_scan(plan, catalog, settings, store, pipeline, writer, quiet,
+                                                  discovery))
             delivered = report_delivery(pipeline, ship_timeout, quiet) if pipeline is not None else True
         finally:
             if pipeline is not None:
@@ -165,7 +175,7 @@ def scan_command(
     raise typer.Exit(code or (0 if delivered else 3))
 
 
-def _publish_changes(changes: list[AssetChange], pipeline: Pipeline | None, writer: _EventWriter) -> None:
+def _publish_changes(changes: Sequence[StateChange], pipeline: Pipeline | None, writer: _EventWriter) -> None:
     if pipeline is not None:
         pipeline.publish([], changes)
     writer.write([], list(changes))
@@ -251,6 +261,7 @@ async def _scan(
     pipeline: Pipeline | None,
     writer: _EventWriter,
     quiet: bool,
+    discovery: Discovery | None,
 ) -> tuple[list[Finding], Counter[Change]]:
     findings: list[Finding] = []
     changes: Counter[Change] = Counter()
@@ -262,7 +273,7 @@ async def _scan(
     with progress:
         task = progress.add_task("", total=len(plan.assets))
         async for run in collect(plan, catalog, ScanContext(settings), scan_id=secrets.token_hex(10), state=state,
-                                 publisher=pipeline):
+                                 publisher=pipeline, discovery=discovery):
             if run.not_spooled is not None:
                 raise run.not_spooled
             findings.extend(run.report.findings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,6 +21,8 @@ from connector.core.lifecycle import StateChange
 from connector.core.model import Asset, AssetReport
 from connector.delivery.pipeline import Pipeline
 from connector.delivery.spool import SpoolError
+from connector.inventory.assets import DISCOVERED
+from connector.inventory.discovery import Discovery
 from connector.normalise import Normaliser
 from connector.runtime.config import Config
 from connector.runtime.state import StateStore
@@ -48,15 +50,19 @@ async def collect(
     state: StateStore | None = None,
     publisher: Publisher | None = None,
     clock: Callable[[], datetime] = utc_now,
+    discovery: Discovery | None = None,
 ) -> AsyncGenerator[Collected, None]:
     """Yield each asset as it is done: annotated, published (when a publisher is given) and recorded."""
     reports = scan(plan, catalog, ctx, scan_id=scan_id)
     try:
-        async for scanned in reports:
-            asset_scan_id = scan_id(scanned.asset) if callable(scan_id) else scan_id
+        async for observed in reports:
+            asset_scan_id = scan_id(observed.asset) if callable(scan_id) else scan_id
+            found = await discovery.assess(observed, _resolver(ctx)) if discovery is not None else None
+            scanned = found.report if found is not None and found.report is not None else observed
             assessment = state.findings.assess(scanned) if state else None
             report = AssetReport(scanned.asset, assessment.findings) if assessment else scanned
             changes: list[StateChange] = list(assessment.transitions) if assessment else []
+            changes += found.changes if found is not None else []
             if publisher is not None:
                 try:
                     await asyncio.to_thread(publisher.publish, report.findings, changes)
@@ -65,12 +71,30 @@ async def collect(
                     continue
             if state is not None and assessment is not None:
                 state.findings.apply(assessment)
+                if discovery is not None and found is not None:
+                    discovery.apply(found)
                 finished = clock()
                 state.assets.scanned(report.asset.id, finished)
                 state.record_scan(asset_scan_id, report.asset.id, finished, len(report.findings))
             yield Collected(report, asset_scan_id, changes)
     finally:
         await reports.aclose()
+
+
+def _resolver(ctx: ScanContext) -> Callable[[str], Awaitable[list[str]]]:
+    """Discovery resolves names through the scan's one resolution path, and never connects to them."""
+    return lambda name: ctx.resolver.addresses(name, 443)
+
+
+def planned_assets(config: Config, state: StateStore | None) -> list[Asset]:
+    """What a run scans: the configured assets, and the discovered ones when ``inventory.auto_scan`` allows it
+    (only then are they assets of the scan, which the outbound guard lets requests reach)."""
+    assets = list(config.assets)
+    if state is not None and config.inventory is not None and config.inventory.auto_scan:
+        configured = {asset.id for asset in assets}
+        assets += [record.asset for record in state.assets.records()
+                   if record.source == DISCOVERED and record.asset.id not in configured]
+    return assets
 
 
 def build_pipeline(config: Config, catalog: Catalog, normaliser: Normaliser, **backoff: float) -> Pipeline:

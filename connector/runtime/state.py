@@ -6,12 +6,15 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from connector.core.catalog import Catalog
 from connector.core.errors import ConfigError
 from connector.inventory.assets import AssetRegister
+from connector.inventory.discovery import Discovery, InventorySettings
 from connector.inventory.lifecycle import FindingLedger
 
 _SCHEMA = """
@@ -53,6 +56,10 @@ class StateStore:
             self._unlock()
             raise ConfigError(f"state store {path}: {exc}") from None
         self.path = path
+
+    def discovery(self, settings: InventorySettings, catalog: Catalog, disabled_rules: Iterable[str] = ()) -> Discovery:
+        """Discovery over this store's register, with its record of the dependencies already reported."""
+        return Discovery(self._db, self.assets, settings, catalog, disabled_rules)
 
     def slot(self, asset_id: str) -> tuple[datetime, bool] | None:
         """The asset's last scheduled slot and whether its scan completed."""
