@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import ipaddress
+import re
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,7 +38,10 @@ ROGUE_RULE = "inventory.rogue_asset"
 DISCOVERED_TAG = "discovered"
 MAX_CANDIDATES = 200  # names judged per asset report: a page of 10,000 links is not 10,000 DNS lookups
 LOOKUPS_AT_ONCE = 16
-_CSP_KEYWORDS = ("'", "data:", "blob:", "filesystem:", "mediastream:", "*")
+_CSP_KEYWORDS = ("'", "*")  # keywords, nonces and hashes; wildcard hosts
+# a CSP host-source (CSP3 2.3.1): [scheme://]host[:port][/path]; scheme-only sources (https:, data:) do not match
+_CSP_HOST_SOURCE = re.compile(r"^(?:(?P<scheme>[a-z][a-z0-9+.-]*)://)?(?P<host>[a-z0-9.-]+)(?::(?P<port>\d+|\*))?"
+                              r"(?:/.*)?$")
 
 Resolve = Callable[[str], Awaitable[list[str]]]
 
@@ -154,9 +158,11 @@ def _named(finding: Finding) -> Iterator[tuple[str, str, int | None]]:
     for policy in policies:
         for directive, sources in policy.directives.items():
             for source in sources:
-                if not source.startswith(_CSP_KEYWORDS):
-                    yield from _url(source if "://" in source else f"https://{source}",
-                                    f"CSP {directive} of {page.get('url', host)}")
+                match = _CSP_HOST_SOURCE.match(source)
+                if match and not source.startswith(_CSP_KEYWORDS):
+                    port = match["port"] if match["scheme"] in (None, "https") else None
+                    yield (match["host"], f"CSP {directive} of {page.get('url', host)}",
+                           int(port) if port and port.isdigit() else None)
 
 
 def _url(url: str, seen_from: str) -> Iterator[tuple[str, str, int | None]]:
@@ -170,13 +176,15 @@ def _url(url: str, seen_from: str) -> Iterator[tuple[str, str, int | None]]:
 
 
 def _name(raw: str) -> str | None:
+    """The normalised host name, or None for a wildcard (it names no host) or a single label (no estate's)."""
     text = raw.strip().lower().rstrip(".")
     if not text or "*" in text:
-        return None  # a wildcard SAN or CSP source names no host
+        return None
     try:
-        return normalise_host(text)
+        name = normalise_host(text)
     except ValueError:
         return None
+    return name if "." in name or is_ip(name) else None
 
 
 def is_ip(name: str) -> bool:

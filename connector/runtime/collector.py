@@ -105,9 +105,10 @@ def build_pipeline(config: Config, catalog: Catalog, normaliser: Normaliser, **b
 class ConfiguredRescanner:
     """core.events.Rescanner over the configured assets and checks: the ``rescan`` action's way into the scanner.
 
-    It refuses assets and checks that the configuration does not name, so a callback can never make the connector
-    scan a host nobody configured. Each rescan opens its own connection to the state store (the process already
-    holds the directory's lock), so the finding episodes stay the sidecar's.
+    It refuses assets and checks that the configuration does not name (discovered assets count only with
+    ``inventory.auto_scan``), so a callback can never make the connector scan a host nobody configured. Each
+    rescan opens its own connection to the state store (the process already holds the directory's lock), so the
+    finding episodes stay the sidecar's.
     """
 
     def __init__(self, config: Config, catalog: Catalog, publisher: Publisher) -> None:
@@ -118,22 +119,25 @@ class ConfiguredRescanner:
         self.overrides = config.overrides(catalog)
 
     def rescan(self, asset_id: str, check: str) -> RescanResult:
-        asset = next((asset for asset in self.config.assets if asset.id == asset_id), None)
-        if asset is None:
-            raise ConfigError(f"rescan: asset {asset_id!r} is not configured; only configured assets are scanned")
         if check not in self.checks:
             raise ConfigError(f"rescan: check {check!r} is not enabled (enabled: {sorted(self.checks)})")
         scan_id = f"rescan-{secrets.token_hex(8)}"
         state = StateStore(self.config.state_dir / "state.sqlite", exclusive=False)
         try:
+            asset = next((asset for asset in planned_assets(self.config, state) if asset.id == asset_id), None)
+            if asset is None:
+                raise ConfigError(f"rescan: asset {asset_id!r} is not configured; only configured assets (and "
+                                  "discovered ones with inventory.auto_scan) are scanned")
             return asyncio.run(self._run(ScanPlan([asset], [self.checks[check]], self.overrides), scan_id, state))
         finally:
             state.close()
 
     async def _run(self, plan: ScanPlan, scan_id: str, state: StateStore) -> RescanResult:
         statuses: dict[str, str] = {}
+        # with discovery, so that a rogue asset the rescanned check shows is restated, not resolved by absence
         async for collected in collect(plan, self.catalog, ScanContext(self.config.scan), scan_id=scan_id,
-                                       state=state, publisher=self.publisher):
+                                       state=state, publisher=self.publisher,
+                                       discovery=self.config.discovery(state, self.catalog)):
             if collected.not_spooled is not None:
                 raise collected.not_spooled
             statuses |= {finding.fingerprint: finding.status.value for finding in collected.report.findings}
