@@ -43,9 +43,9 @@ def nameserver(tmp_path: Path) -> Iterator[DnsServer]:
 
 
 def write_config(tmp_path: Path, pki: Pki, nameserver: DnsServer, assets: list[dict[str, Any]],
-                 inventory: dict[str, Any]) -> Path:
+                 inventory: dict[str, Any], **extra: Any) -> Path:
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
+    config.write_text(yaml.safe_dump(extra | {
         "assets": assets,
         "scan": {"ca_bundle": str(pki.bundle),
                  "dns": {"nameservers": ["127.0.0.1"], "port": nameserver.port,
@@ -160,3 +160,47 @@ def test_a_name_resolving_into_an_owned_network_outside_the_inventory_is_a_rogue
     # a public partner is a dependency, not a rogue; a rogue is not reported as a dependency too
     assert {doc["postern"]["dependency"]["name"] for doc in by_action(first, "third-party-dependency")} == {
         "public.elsewhere.test"}
+
+
+def test_a_seed_list_adds_its_names_in_scope_and_reports_the_others_once(pki: Pki, tmp_path: Path,
+                                                                         nameserver: DnsServer) -> None:
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("# names from the CMDB\nAPI.disc.test.\nstatic.cdn.disc.test  # the vendor's\n"
+                     "cdn.partner.test\n*.disc.test\n")
+    with site("shop.disc.test", pki.intermediate.issue(["shop.disc.test"])) as shop:
+        config = write_config(tmp_path, pki, nameserver, [shop.asset.model_dump(mode="json", exclude_none=True)],
+                              {"scope": {"suffixes": ["disc.test"], "exclude": ["*.cdn.disc.test"]},
+                               "seeds_file": "seeds.txt"})
+        first = scan(config, tmp_path / "first.jsonl", "certificate")
+        second = scan(config, tmp_path / "second.jsonl", "certificate")
+        inventory = listed(config)
+    assert inventory["api.disc.test"]["seen_from"] == f"seed list {seeds}"
+    assert {doc["entity"]["id"] for doc in by_action(first, "asset-created")} == {"shop.disc.test", "api.disc.test"}
+    dependencies = by_action(first, "third-party-dependency")
+    assert {doc["postern"]["dependency"]["name"] for doc in dependencies} == {"static.cdn.disc.test",
+                                                                              "cdn.partner.test"}
+    for doc in dependencies:
+        assert_ecs_valid(doc)
+        assert "host" not in doc and doc["postern"]["dependency"]["seen_from"] == f"seed list {seeds}"
+    assert by_action(second, "asset-created") == [] and by_action(second, "third-party-dependency") == []
+
+
+def test_the_sidecar_scans_what_it_discovered_on_its_next_run(pki: Pki, tmp_path: Path,
+                                                              nameserver: DnsServer) -> None:
+    events = tmp_path / "events.jsonl"
+    only = {name: {"enabled": False} for name in ("dkim", "dmarc", "dns", "exposure", "headers", "https", "mta_sts",
+                                                  "observatory", "ports", "spf", "tls")}
+    with site("api.auto.test", pki.intermediate.issue(["api.auto.test"]), https_routes=hardened_routes()) as api:
+        routes = hardened_routes(home=page(f'<a href="https://api.auto.test:{api.asset.ports[0]}/">API</a>'))
+        with site("shop.auto.test", pki.intermediate.issue(["shop.auto.test"]), https_routes=routes) as shop:
+            config = write_config(tmp_path, pki, nameserver, [shop.asset.model_dump(mode="json", exclude_none=True)],
+                                  {"scope": {"suffixes": ["auto.test"]}, "auto_scan": True}, checks=only,
+                                  sinks=[{"type": "file", "path": str(events), "format": "ecs"}])
+            runs = []
+            for _ in range(2):
+                done = connector("run", "-c", str(config), "--once", timeout=60)
+                assert done.returncode == 0, done.stderr
+                runs.append([json.loads(line) for line in events.read_text().splitlines()])
+    scanned = [[doc["resource"]["id"] for doc in documents if doc["event"]["kind"] == "state"] for documents in runs]
+    assert "api.auto.test" not in scanned[0]  # discovered by the first run...
+    assert "api.auto.test" in scanned[1]  # ...scanned by the next
