@@ -17,7 +17,7 @@ import fnmatch
 import ipaddress
 import re
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from connector.core.catalog import Catalog
 from connector.core.clock import utc_now
 from connector.core.errors import ConfigError, ProbeError
 from connector.core.lifecycle import AssetChange, StateChange, ThirdPartyDependency
-from connector.core.model import Asset, AssetReport, Criticality, Finding, Status, normalise_host
+from connector.core.model import Asset, AssetReport, Criticality, Finding, Severity, Status, normalise_host
 from connector.inventory.assets import AssetRegister
 from connector.parsers import csp
 
@@ -225,33 +225,34 @@ class Discovery:
     """Judges each asset report's candidates against the scope; kept in the state database with the register."""
 
     def __init__(self, db: sqlite3.Connection, register: AssetRegister, settings: InventorySettings,
-                 catalog: Catalog, disabled_rules: Iterable[str] = ()) -> None:
+                 catalog: Catalog, *, rogue_rule: bool = True, rogue_severity: Severity | None = None) -> None:
+        """``rogue_rule`` and ``rogue_severity``: the configuration's override of inventory.rogue_asset."""
         self._db = db
         self._db.executescript(_SCHEMA)
         self.register = register
         self.settings = settings
         self.catalog = catalog
-        self.judge_rogues = bool(settings.scope.cidrs) and ROGUE_RULE not in set(disabled_rules)
+        self.judge_rogues = bool(settings.scope.cidrs) and rogue_rule
+        self.rogue_severity = rogue_severity or catalog[ROGUE_RULE].severity
 
     async def assess(self, report: AssetReport, resolve: Resolve) -> Discovered:
         """What the report reveals; changes nothing until ``apply``."""
         scope = self.settings.scope
+        now = report.findings[0].observed_at if report.findings else utc_now()
         found = candidates(report)
-        if not found:
-            return Discovered(report, utc_now())
-        now = report.findings[0].observed_at
-        known = {record.asset.host for record in self.register.records()}
+        known = {record.asset.host for record in self.register.records()} if found else set()
         ours = [c for c in found if not is_ip(c.name) and scope.covers(c.name)]
-        others = [c for c in found if c not in ours and not is_ip(c.name)]
-        rogues = await self._rogues(report, [c for c in found if c not in ours and c.name not in known
-                                             and not scope.excluded(c.name)], resolve)
+        in_scope = {c.name for c in ours}
+        outside = [c for c in found if c.name not in in_scope and c.name not in known]
+        rogues = await self._rogues(report, [c for c in outside if not scope.excluded(c.name)], resolve)
         rogue_names = {finding.subject for finding in rogues}
-        reported = self._reported([c.name for c in others])
+        dependencies = [c for c in outside if not is_ip(c.name) and c.name not in rogue_names]
+        reported = self._reported([c.name for c in dependencies])
         return Discovered(
             AssetReport(report.asset, [*report.findings, *rogues]), now,
             self.register.discovered([(_asset(c), c.seen_from) for c in ours if c.name not in known], now),
-            [ThirdPartyDependency(c.name, report.asset, c.seen_from, now) for c in others
-             if c.name not in reported and c.name not in rogue_names and c.name not in known],
+            [ThirdPartyDependency(c.name, report.asset, c.seen_from, now) for c in dependencies
+             if c.name not in reported],
             [c.name for c in ours if c.name in known])
 
     def assess_seeds(self, now: datetime) -> Discovered:
@@ -294,8 +295,9 @@ class Discovery:
         return reported
 
     async def _rogues(self, report: AssetReport, suspects: list[Candidate], resolve: Resolve) -> list[Finding]:
-        """Names outside the scope and the inventory that resolve into an owned network. A name that does not
-        resolve is not judged; nothing is ever connected to."""
+        """Names outside the scope and the inventory that resolve into an owned network; nothing is connected to.
+        A name whose lookup fails is not judged this time (the resolver does not tell NXDOMAIN from SERVFAIL
+        here), so an open rogue finding on it resolves if its check ran completely."""
         if not self.judge_rogues or not suspects:
             return []
         gate = asyncio.Semaphore(LOOKUPS_AT_ONCE)
@@ -321,11 +323,10 @@ class Discovery:
     def _rogue(self, report: AssetReport, candidate: Candidate, inside: dict[str, str]) -> Finding:
         """Reported under the check that revealed the name, so a run where that check did not run completely
         (``--checks``, an error) does not resolve it by absence (see inventory.lifecycle)."""
-        rule = self.catalog[ROGUE_RULE]
         first = report.findings[0]
         where = ", ".join(f"{address} (in {network})" for address, network in inside.items())
         return Finding(
-            rule_id=ROGUE_RULE, check=candidate.check, status=Status.FAIL, severity=rule.severity,
+            rule_id=ROGUE_RULE, check=candidate.check, status=Status.FAIL, severity=self.rogue_severity,
             message=f"{candidate.name} resolves to {where}, an owned network, but is neither in the inventory nor "
                     f"under an owned suffix (seen as {candidate.seen_from})",
             asset=report.asset, subject=candidate.name,

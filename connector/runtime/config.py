@@ -19,7 +19,7 @@ from connector.core.yamlio import load_yaml
 from connector.delivery.sinks import parse_sink
 from connector.delivery.sinks.base import SinkSettings
 from connector.delivery.spool import SpoolConfig
-from connector.inventory.discovery import Discovery, InventorySettings
+from connector.inventory.discovery import ROGUE_RULE, Discovery, InventorySettings
 from connector.respond.settings import RespondConfig
 from connector.runtime.scheduler import ScheduleConfig
 from connector.runtime.state import StateStore
@@ -90,8 +90,8 @@ class Config(BaseModel):
         """Discovery as configured (None without an ``inventory`` section), over ``state``'s register."""
         if self.inventory is None:
             return None
-        disabled = [rule_id for rule_id, entry in self.rules.items() if not entry.enabled]
-        return state.discovery(self.inventory, catalog, disabled)
+        override = self.rules.get(ROGUE_RULE, RuleOverrideConfig())
+        return state.discovery(self.inventory, catalog, rogue_rule=override.enabled, rogue_severity=override.severity)
 
     def configured_checks(self) -> list[ConfiguredCheck]:
         return build_checks(self.checks)

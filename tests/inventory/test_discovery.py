@@ -143,7 +143,8 @@ def test_a_name_resolving_into_an_owned_network_outside_the_inventory_is_a_rogue
     names = ["shop.rogue.test", "intranet.elsewhere.test"]
     with site("shop.rogue.test", pki.intermediate.issue(names), https_routes=hardened_routes(home=home)) as shop:
         config = write_config(tmp_path, pki, nameserver, [shop.asset.model_dump(mode="json", exclude_none=True)],
-                              {"scope": {"suffixes": ["rogue.test"], "cidrs": ["127.0.0.0/8"]}})
+                              {"scope": {"suffixes": ["rogue.test"], "cidrs": ["127.0.0.0/8"]}},
+                              rules={"inventory.rogue_asset": {"severity": "high"}})
         first = scan(config, tmp_path / "first.jsonl", "certificate,content")
         second = scan(config, tmp_path / "second.jsonl", "certificate,content")
     observer.assert_untouched()
@@ -153,6 +154,7 @@ def test_a_name_resolving_into_an_owned_network_outside_the_inventory_is_a_rogue
     intranet = rogues["intranet.elsewhere.test"]
     assert intranet["postern"]["status"] == "fail" and "127.0.0.9 (in 127.0.0.0/8)" in intranet["message"]
     assert intranet["resource"]["id"] == "shop.rogue.test" and intranet["event"]["provider"] == "certificate"
+    assert intranet["event"]["severity"] == 8  # the configuration's override: high
     assert_ecs_valid(intranet)
     opened = [doc for doc in by_action(first, "finding-opened") if doc["rule"]["id"] == "inventory.rogue_asset"]
     assert len(opened) == 2
