@@ -8,6 +8,7 @@ import re
 import secrets
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, BinaryIO
@@ -24,12 +25,13 @@ from connector.core.catalog import Catalog
 from connector.core.clock import utc_now
 from connector.core.errors import format_validation_error
 from connector.core.events import encode_line
-from connector.core.lifecycle import AssetChange, Change, Drift, StateChange, Transition
+from connector.core.lifecycle import Change, Drift, StateChange, Transition
 from connector.core.model import Asset, Criticality, Finding, Severity, Status, without_password
 from connector.delivery.pipeline import Pipeline
+from connector.inventory.discovery import Discovery
 from connector.normalise import Normaliser
 from connector.normalise.sarif import junit_report, sarif_log
-from connector.runtime.collector import build_pipeline, collect
+from connector.runtime.collector import build_pipeline, collect, planned_assets
 from connector.runtime.config import Config, load_config
 from connector.runtime.state import StateStore
 from connector.scan.context import ScanContext, ScanSettings
@@ -162,9 +164,12 @@ def scan_command(
         if pipeline is not None:
             pipeline.start()
         try:
+            discovery = None
             if store is not None and loaded is not None and not targets:  # the configuration's assets: register
-                store.assets.sync(assets, utc_now(), lambda entered: _publish_changes(entered, pipeline, writer))
-            findings, changes = asyncio.run(_scan(plan, catalog, settings, store, pipeline, writer, quiet, loaded))
+                discovery = _register(store, loaded, catalog, pipeline, writer)
+                plan.assets = assets = planned_assets(loaded, store)  # discovered ones too, with auto_scan
+            findings, changes = asyncio.run(_scan(plan, catalog, settings, store, pipeline, writer, quiet, loaded,
+                                                  discovery))
             if document and stream is not None:
                 stream.write(_document(output_format, findings, catalog))
                 stream.flush()
@@ -178,7 +183,19 @@ def scan_command(
     raise typer.Exit(code or (0 if delivered else 3))
 
 
-def _publish_changes(changes: list[AssetChange], pipeline: Pipeline | None, writer: _EventWriter) -> None:
+def _register(store: StateStore, loaded: Config, catalog: Catalog, pipeline: Pipeline | None,
+              writer: _EventWriter) -> Discovery | None:
+    """The configuration's assets into the inventory, and the seed names into discovery, their events first."""
+    store.assets.sync(loaded.assets, utc_now(), lambda entered: _publish_changes(entered, pipeline, writer))
+    discovery = loaded.discovery(store, catalog)
+    if discovery is not None:
+        seeded = discovery.assess_seeds(utc_now())
+        _publish_changes(seeded.changes, pipeline, writer)
+        discovery.apply(seeded)
+    return discovery
+
+
+def _publish_changes(changes: Sequence[StateChange], pipeline: Pipeline | None, writer: _EventWriter) -> None:
     if pipeline is not None:
         pipeline.publish([], changes)
     writer.write([], list(changes))
@@ -281,6 +298,7 @@ async def _scan(
     writer: _EventWriter,
     quiet: bool,
     loaded: Config | None,
+    discovery: Discovery | None,
 ) -> tuple[list[Finding], Counter[str]]:
     findings: list[Finding] = []
     changes: Counter[str] = Counter()
@@ -292,7 +310,7 @@ async def _scan(
     with progress:
         task = progress.add_task("", total=len(plan.assets))
         async for run in collect(plan, catalog, ScanContext(settings), scan_id=secrets.token_hex(10), state=state,
-                                 publisher=pipeline, drift=loaded.drift if loaded else None):
+                                 publisher=pipeline, drift=loaded.drift if loaded else None, discovery=discovery):
             if run.not_spooled is not None:
                 raise run.not_spooled
             findings.extend(run.report.findings)

@@ -108,5 +108,20 @@ class AssetChange:
         return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class ThirdPartyDependency:
+    """A name an asset depends on that is outside the declared scope: reported once, and never probed."""
+
+    name: str
+    asset: Asset | None  # whose scan showed it; None for a name of the seed list
+    seen_from: str  # how: "link on https://shop.example.com/", "CSP script-src of ...", "CNAME of www..."
+    at: datetime
+
+    @property
+    def event_id(self) -> str:
+        """One per name: reported once, so a re-spool after a crash is the same event."""
+        return hashlib.sha256(f"third-party|{self.name}".encode()).hexdigest()[:32]
+
+
 # what the inventory hands the publisher besides findings: every one is an event of its own
-StateChange = Transition | Drift | AssetChange
+StateChange = Transition | Drift | AssetChange | ThirdPartyDependency

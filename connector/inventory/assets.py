@@ -69,15 +69,29 @@ class AssetRegister:
                 publish(changes)
         return changes
 
-    def discover(self, asset: Asset, seen_from: str, now: datetime) -> AssetChange | None:
-        """Add a discovered asset; None when the name is already known (configured or discovered before)."""
-        known = self.record(asset.id)
-        if known is not None and known.removed_at is None:
-            self._db.execute("UPDATE assets SET last_seen = ? WHERE asset_id = ?", (now.isoformat(), asset.id))
-            return None
-        record = AssetRecord(asset, DISCOVERED, seen_from, now, now, None)
-        self._write(record)
-        return AssetChange(AssetAction.CREATED, record, None, now)
+    def discovered(self, found: Iterable[tuple[Asset, str]], now: datetime) -> list[AssetChange]:
+        """What discovering each (asset, where it was seen) would add: nothing for a name the inventory already
+        holds, by id or host, configured or discovered. Writes nothing; ``record_discovered`` keeps them once
+        their events are durable."""
+        records = self.records()
+        known = {record.asset.host for record in records} | {record.asset.id for record in records}
+        changes = []
+        for asset, seen_from in found:
+            if asset.host not in known and asset.id not in known:
+                known.add(asset.host)
+                record = AssetRecord(asset, DISCOVERED, seen_from, now, now, None)
+                changes.append(AssetChange(AssetAction.CREATED, record, None, now))
+        return changes
+
+    def record_discovered(self, created: Iterable[AssetChange], seen: Iterable[str], now: datetime) -> None:
+        """Keep the discovered assets, and note when discovered names in ``seen`` (hosts) were seen again."""
+        with self._db:
+            self._db.execute("BEGIN")
+            for change in created:
+                self._write(change.record)
+            for host in seen:
+                self._db.execute("UPDATE assets SET last_seen = ? WHERE source = ? AND removed_at IS NULL "
+                                 "AND json_extract(declaration, '$.host') = ?", (now.isoformat(), DISCOVERED, host))
 
     def scanned(self, asset_id: str, at: datetime) -> None:
         self._db.execute("UPDATE assets SET last_scanned = ? WHERE asset_id = ?", (at.isoformat(), asset_id))

@@ -11,13 +11,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from connector.core.catalog import Catalog
 from connector.core.errors import ConfigError, format_validation_error
 from connector.core.events import NewEvent
-from connector.core.lifecycle import AssetChange, Drift, StateChange, Transition
+from connector.core.lifecycle import AssetChange, Drift, StateChange, ThirdPartyDependency, Transition
 from connector.core.model import Finding
 from connector.core.resources import mappings_dir
 from connector.core.yamlio import load_yaml
 from connector.normalise.assets import asset_spool_event
 from connector.normalise.cef import CefEncoder
 from connector.normalise.context import ContextBuilder, Runtime, Scoring
+from connector.normalise.dependencies import ACTION as DEPENDENCY_ACTION
+from connector.normalise.dependencies import dependency_spool_event
 from connector.normalise.drift import drift_spool_event
 from connector.normalise.ecs import EcsEncoder
 from connector.normalise.lifecycle import rekind
@@ -45,6 +47,8 @@ def change_action(change: StateChange) -> str:
         return change.change.value
     if isinstance(change, AssetChange):
         return change.action.value
+    if isinstance(change, ThirdPartyDependency):
+        return DEPENDENCY_ACTION
     return f"drift-{change.kind}"
 
 
@@ -83,13 +87,16 @@ class Normaliser:
         return rekind(self.ecs_encoder.encode(self.contexts.build(transition.finding, transition)), transition)
 
     def change_event(self, change: StateChange, formats: frozenset[str]) -> NewEvent:
-        """The spooled form of a change: a finding's transition, a drift, an inventory change."""
+        """The spooled form of a change: a finding's transition, a drift, an inventory change, a third-party
+        dependency."""
         if isinstance(change, Transition):
             return self.spool_event(change.finding, formats, change)
         if isinstance(change, AssetChange):
             return asset_spool_event(change, self.contexts.connector, formats)
         if isinstance(change, Drift):
             return drift_spool_event(change, self.contexts.connector, formats)
+        if isinstance(change, ThirdPartyDependency):
+            return dependency_spool_event(change, self.contexts.connector, formats)
         raise TypeError(f"no event encoding for {type(change).__name__}")
 
     def spool_event(self, finding: Finding, formats: frozenset[str], transition: Transition | None = None) -> NewEvent:

@@ -28,14 +28,14 @@ def asset_ecs(change: AssetChange, connector: dict[str, str]) -> dict[str, Any]:
     record = change.record
     asset = record.asset
     document: dict[str, Any] = {
-        "@timestamp": _iso(change.at),
+        "@timestamp": iso(change.at),
         "message": f"{change.action.value}: {asset.id}" + (f" (found in {record.seen_from})"
                                                           if record.seen_from else ""),
         "ecs": {"version": ECS_VERSION},
         "event": {"kind": "asset", "module": "postern", "dataset": DATASET, "id": change.event_id,
                   "category": ["configuration"], "type": [_EVENT_TYPE[change.action]], "action": change.action.value},
         "entity": {"id": asset.id, "name": asset.host, "type": ["host"], "source": record.source,
-                   "last_seen_timestamp": _iso(record.last_seen)},
+                   "last_seen_timestamp": iso(record.last_seen)},
         "host": {"name": asset.host},
         "tags": list(asset.tags),
         "observer": {"vendor": "Postern", "product": "Posture Connector", "type": "posture-scanner",
@@ -77,11 +77,11 @@ def _classification(record: AssetRecord) -> dict[str, Any]:
               "data_sensitivity": asset.data_sensitivity.value if asset.data_sensitivity else None,
               "business_impact": asset.business_impact.value if asset.business_impact else None,
               "source": record.source, "seen_from": record.seen_from,
-              "first_seen": _iso(record.first_seen),
-              "last_scanned": _iso(record.last_scanned) if record.last_scanned else None}
+              "first_seen": iso(record.first_seen),
+              "last_scanned": iso(record.last_scanned) if record.last_scanned else None}
     return {key: value for key, value in fields.items() if value is not None}
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,7 +22,9 @@ from connector.core.lifecycle import StateChange
 from connector.core.model import Asset, AssetReport
 from connector.delivery.pipeline import Pipeline
 from connector.delivery.spool import SpoolError
+from connector.inventory.assets import DISCOVERED
 from connector.inventory.baselines import DriftSettings
+from connector.inventory.discovery import Discovery
 from connector.normalise import Normaliser
 from connector.runtime.config import Config
 from connector.runtime.state import StateStore
@@ -51,19 +53,23 @@ async def collect(
     publisher: Publisher | None = None,
     clock: Callable[[], datetime] = utc_now,
     drift: DriftSettings | None = None,
+    discovery: Discovery | None = None,
 ) -> AsyncGenerator[Collected, None]:
     """Yield each asset as it is done: annotated, published (when a publisher is given) and recorded; ``drift``
     says which observation kinds are baselined (all by default)."""
     kinds = (drift or DriftSettings()).enabled
     reports = scan(plan, catalog, ctx, scan_id=scan_id)
     try:
-        async for scanned in reports:
-            asset_scan_id = scan_id(scanned.asset) if callable(scan_id) else scan_id
+        async for observed in reports:
+            asset_scan_id = scan_id(observed.asset) if callable(scan_id) else scan_id
+            found = await discovery.assess(observed, _resolver(ctx)) if discovery is not None else None
+            scanned = found.report if found is not None and found.report is not None else observed
             assessment = state.findings.assess(scanned) if state else None
             report = AssetReport(scanned.asset, assessment.findings) if assessment else scanned
             baselines = state.baselines.assess(report, kinds) if state else None
             changes: list[StateChange] = [*(assessment.transitions if assessment else ()),
                                           *(baselines.drifts if baselines else ())]
+            changes += found.changes if found is not None else []
             if publisher is not None:
                 try:
                     await asyncio.to_thread(publisher.publish, report.findings, changes)
@@ -73,12 +79,30 @@ async def collect(
             if state is not None and assessment is not None and baselines is not None:
                 state.findings.apply(assessment)
                 state.baselines.apply(baselines)
+                if discovery is not None and found is not None:
+                    discovery.apply(found)
                 finished = clock()
                 state.assets.scanned(report.asset.id, finished)
                 state.record_scan(asset_scan_id, report.asset.id, finished, len(report.findings))
             yield Collected(report, asset_scan_id, changes)
     finally:
         await reports.aclose()
+
+
+def _resolver(ctx: ScanContext) -> Callable[[str], Awaitable[list[str]]]:
+    """Discovery resolves names through the scan's one resolution path, and never connects to them."""
+    return lambda name: ctx.resolver.addresses(name, 443)
+
+
+def planned_assets(config: Config, state: StateStore | None) -> list[Asset]:
+    """What a run scans: the configured assets, and the discovered ones when ``inventory.auto_scan`` allows it
+    (only then are they assets of the scan, which the outbound guard lets requests reach)."""
+    assets = list(config.assets)
+    if state is not None and config.inventory is not None and config.inventory.auto_scan:
+        configured = {asset.id for asset in assets}
+        assets += [record.asset for record in state.assets.records()
+                   if record.source == DISCOVERED and record.asset.id not in configured]
+    return assets
 
 
 def build_pipeline(config: Config, catalog: Catalog, normaliser: Normaliser, **backoff: float) -> Pipeline:
@@ -89,9 +113,10 @@ def build_pipeline(config: Config, catalog: Catalog, normaliser: Normaliser, **b
 class ConfiguredRescanner:
     """core.events.Rescanner over the configured assets and checks: the ``rescan`` action's way into the scanner.
 
-    It refuses assets and checks that the configuration does not name, so a callback can never make the connector
-    scan a host nobody configured. Each rescan opens its own connection to the state store (the process already
-    holds the directory's lock), so the finding episodes stay the sidecar's.
+    It refuses assets and checks that the configuration does not name (discovered assets count only with
+    ``inventory.auto_scan``), so a callback can never make the connector scan a host nobody configured. Each
+    rescan opens its own connection to the state store (the process already holds the directory's lock), so the
+    finding episodes stay the sidecar's.
     """
 
     def __init__(self, config: Config, catalog: Catalog, publisher: Publisher) -> None:
@@ -102,22 +127,25 @@ class ConfiguredRescanner:
         self.overrides = config.overrides(catalog)
 
     def rescan(self, asset_id: str, check: str) -> RescanResult:
-        asset = next((asset for asset in self.config.assets if asset.id == asset_id), None)
-        if asset is None:
-            raise ConfigError(f"rescan: asset {asset_id!r} is not configured; only configured assets are scanned")
         if check not in self.checks:
             raise ConfigError(f"rescan: check {check!r} is not enabled (enabled: {sorted(self.checks)})")
         scan_id = f"rescan-{secrets.token_hex(8)}"
         state = StateStore(self.config.state_dir / "state.sqlite", exclusive=False)
         try:
+            asset = next((asset for asset in planned_assets(self.config, state) if asset.id == asset_id), None)
+            if asset is None:
+                raise ConfigError(f"rescan: asset {asset_id!r} is not configured; only configured assets (and "
+                                  "discovered ones with inventory.auto_scan) are scanned")
             return asyncio.run(self._run(ScanPlan([asset], [self.checks[check]], self.overrides), scan_id, state))
         finally:
             state.close()
 
     async def _run(self, plan: ScanPlan, scan_id: str, state: StateStore) -> RescanResult:
         statuses: dict[str, str] = {}
+        # with discovery, so that a rogue asset the rescanned check shows is restated, not resolved by absence
         async for collected in collect(plan, self.catalog, ScanContext(self.config.scan), scan_id=scan_id,
-                                       state=state, publisher=self.publisher, drift=self.config.drift):
+                                       state=state, publisher=self.publisher, drift=self.config.drift,
+                                       discovery=self.config.discovery(state, self.catalog)):
             if collected.not_spooled is not None:
                 raise collected.not_spooled
             statuses |= {finding.fingerprint: finding.status.value for finding in collected.report.findings}

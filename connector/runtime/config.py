@@ -20,8 +20,10 @@ from connector.delivery.sinks import parse_sink
 from connector.delivery.sinks.base import SinkSettings
 from connector.delivery.spool import SpoolConfig
 from connector.inventory.baselines import DriftSettings
+from connector.inventory.discovery import ROGUE_RULE, Discovery, InventorySettings
 from connector.respond.settings import RespondConfig
 from connector.runtime.scheduler import ScheduleConfig
+from connector.runtime.state import StateStore
 from connector.runtime.watch import WatchSettings
 from connector.scan.context import ScanSettings
 from connector.scan.engine import ConfiguredCheck, RuleOverride, build_checks
@@ -55,6 +57,8 @@ class Config(BaseModel):
     mappings_dir: Path | None = None
     observer_name: str | None = None
     respond: RespondConfig | None = Field(default=None, description="the SOAR callback receiver and playbooks")
+    inventory: InventorySettings | None = Field(default=None, description="discovery: the owned scope, and whether "
+                                                                          "discovered assets are scanned")
 
     _sinks: list[SinkSettings] = PrivateAttr(default_factory=list)
 
@@ -87,6 +91,13 @@ class Config(BaseModel):
             seen[asset.id] = index
         return self
 
+    def discovery(self, state: StateStore, catalog: Catalog) -> Discovery | None:
+        """Discovery as configured (None without an ``inventory`` section), over ``state``'s register."""
+        if self.inventory is None:
+            return None
+        override = self.rules.get(ROGUE_RULE, RuleOverrideConfig())
+        return state.discovery(self.inventory, catalog, rogue_rule=override.enabled, rogue_severity=override.severity)
+
     def configured_checks(self) -> list[ConfiguredCheck]:
         return build_checks(self.checks)
 
@@ -113,6 +124,9 @@ def load_config(path: Path) -> Config:
         updates["mappings_dir"] = base / config.mappings_dir
     if config.scan.ca_bundle is not None and not config.scan.ca_bundle.is_absolute():
         updates["scan"] = config.scan.model_copy(update={"ca_bundle": base / config.scan.ca_bundle})
+    seeds = config.inventory.seeds_file if config.inventory is not None else None
+    if config.inventory is not None and seeds is not None and not seeds.is_absolute():
+        updates["inventory"] = config.inventory.model_copy(update={"seeds_file": base / seeds})
     config = config.model_copy(update=updates)
     try:
         config.configured_checks()  # settings errors surface at load, not at the first scan

@@ -18,7 +18,7 @@ from connector.core.clock import utc_now
 from connector.core.metrics import ASSETS_UNFINISHED
 from connector.core.model import Asset
 from connector.normalise import Normaliser
-from connector.runtime.collector import build_pipeline, collect
+from connector.runtime.collector import build_pipeline, collect, planned_assets
 from connector.runtime.config import Config
 from connector.runtime.scheduler import next_slot, scan_id
 from connector.runtime.state import StateStore
@@ -48,6 +48,7 @@ class Sidecar:
         self.checks = config.configured_checks()
         self.overrides = config.overrides(catalog)
         self.pipeline = build_pipeline(config, catalog, normaliser)
+        self.discovery = config.discovery(state, catalog)
         self.started_at = clock()
         self.scans_completed = 0
         self.unspooled = 0  # assets whose findings could not be spooled; their slots run again
@@ -59,7 +60,7 @@ class Sidecar:
         """Assets due now with their slots, and the earliest future slot."""
         due: dict[Asset, datetime] = {}
         upcoming: datetime | None = None
-        for asset in self.config.assets:
+        for asset in planned_assets(self.config, self.state):
             slot = next_slot(asset, self.config.schedule, self.state.slot(asset.id), self.started_at)
             if slot <= now:
                 due[asset] = slot
@@ -77,6 +78,11 @@ class Sidecar:
         if inventory:
             log.info("inventory changed", extra={"changes": [f"{c.action.value} {c.record.asset.id}"
                                                              for c in inventory][:50]})
+        if self.discovery is not None:
+            seeded = self.discovery.assess_seeds(self.clock())
+            if seeded.changes:
+                self.pipeline.publish([], seeded.changes)
+            self.discovery.apply(seeded)
         watching = None if once else asyncio.create_task(self.watch.run(stop))
         try:
             await self._schedule(stop, once)
@@ -91,7 +97,7 @@ class Sidecar:
         while not stop.is_set():
             now = self.clock()
             if once:
-                due = {asset: now for asset in self.config.assets}
+                due = {asset: now for asset in planned_assets(self.config, self.state)}
                 upcoming = None
             else:
                 due, upcoming = self.due(now)
@@ -174,7 +180,7 @@ class Sidecar:
         ctx = ScanContext(self.config.scan, now=self.clock())
         plan = ScanPlan(list(due), self.checks, self.overrides)
         runs = collect(plan, self.catalog, ctx, scan_id=lambda asset: scan_id(asset, due[asset]), state=self.state,
-                       publisher=self.pipeline, clock=self.clock, drift=self.config.drift)
+                       publisher=self.pipeline, clock=self.clock, drift=self.config.drift, discovery=self.discovery)
         try:
             async for run in runs:
                 asset = run.report.asset

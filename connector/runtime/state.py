@@ -13,9 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from connector.core.catalog import Catalog
 from connector.core.errors import ConfigError
+from connector.core.model import Severity
 from connector.inventory.assets import AssetRegister
 from connector.inventory.baselines import BaselineStore
+from connector.inventory.discovery import Discovery, InventorySettings
 from connector.inventory.lifecycle import FindingLedger
 from connector.scan.sentinel import Sentinel
 
@@ -64,6 +67,12 @@ class StateStore:
             self._unlock()
             raise ConfigError(f"state store {path}: {exc}") from None
         self.path = path
+
+    def discovery(self, settings: InventorySettings, catalog: Catalog, *, rogue_rule: bool = True,
+                  rogue_severity: Severity | None = None) -> Discovery:
+        """Discovery over this store's register, with its record of the dependencies already reported."""
+        return Discovery(self._db, self.assets, settings, catalog, rogue_rule=rogue_rule,
+                         rogue_severity=rogue_severity)
 
     def slot(self, asset_id: str) -> tuple[datetime, bool] | None:
         """The asset's last scheduled slot and whether its scan completed."""

@@ -97,12 +97,14 @@ def test_a_discovered_asset_is_added_once_and_survives_configuration_syncs(tmp_p
     register = AssetRegister(sqlite3.connect(tmp_path / "state.db", isolation_level=None))
     published: list[AssetAction] = []
     register.sync([Asset(host="www.example.test")], MONDAY, lambda changes: published.extend(c.action for c in changes))
-    found = register.discover(Asset(host="api.example.test", tags=("discovered",)), "a SAN of www.example.test",
-                              MONDAY + timedelta(hours=1))
-    again = register.discover(Asset(host="api.example.test"), "a link on /", MONDAY + timedelta(hours=2))
+    found = register.discovered([(Asset(host="api.example.test", tags=("discovered",)), "a SAN of www.example.test"),
+                                 (Asset(host="www.example.test"), "a link on /")], MONDAY + timedelta(hours=1))
+    register.record_discovered(found, [], MONDAY + timedelta(hours=1))
+    again = register.discovered([(Asset(host="api.example.test"), "a link on /")], MONDAY + timedelta(hours=2))
+    register.record_discovered(again, ["api.example.test"], MONDAY + timedelta(hours=2))
     register.sync([Asset(host="www.example.test")], MONDAY + timedelta(hours=3), lambda changes: published.extend(
         c.action for c in changes))
-    assert found is not None and found.action is AssetAction.CREATED and again is None
+    assert [change.action for change in found] == [AssetAction.CREATED] and again == []  # www is configured
     assert published == [AssetAction.CREATED]  # the second sync: unchanged, and the discovered one is not "removed"
     api = register.record("api.example.test")
     assert api is not None and api.source == "discovered" and api.seen_from == "a SAN of www.example.test"

@@ -84,7 +84,9 @@ def write_config(path: Path, pki: Pki, assets: list[Asset], events: Path, **extr
 
 
 def read_events(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    """The events the sink has written so far; a line it is still writing is left for the next read."""
+    text = path.read_text() if path.exists() else ""
+    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()]
 
 
 def findings_in(path: Path) -> list[dict]:

@@ -29,6 +29,8 @@ PASSIVE = (("img", "src"), ("audio", "src"), ("video", "src"), ("video", "poster
 SENSITIVE_PATH = re.compile(r"(log-?in|sign-?in|log-?on|account|profile|password|checkout|billing|payment|admin)",
                             re.IGNORECASE)
 NEVER_FOLLOW = re.compile(r"(log-?out|sign-?out|delete|remove|unsubscribe)", re.IGNORECASE)
+# other hosts the pages link to or load from, kept in the observed values for discovery (at most this many)
+MAX_FOREIGN_ORIGINS = 100
 SKIP_EXTENSIONS = re.compile(r"\.(pdf|zip|gz|tgz|rar|7z|png|jpe?g|gif|webp|svg|ico|mp4|mp3|woff2?|ttf|css|js|json|"
                              r"xml|txt|csv|docx?|xlsx?)$", re.IGNORECASE)
 
@@ -58,6 +60,7 @@ class PageContent:
     password_field: bool
     cache_control: str
     sensitive_by_config: bool
+    links: tuple[str, ...] = ()  # absolute URLs of its <a href> links
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,8 @@ class ContentCheck(Check[ContentObservation, ContentSettings]):
         for page in observation.pages:
             results.extend(_page_results(page))
         observed = {"content": {"pages": [page.path for page in observation.pages],
-                                "skipped": list(observation.skipped)}}
+                                "skipped": list(observation.skipped),
+                                "foreign_origins": _foreign_origins(target.asset, observation.pages)}}
         return CheckOutcome(results, observed)
 
 
@@ -146,8 +150,27 @@ def _content(page: Page, sensitive: bool) -> PageContent:
             if candidate.strip():
                 resources.append(Resource(f"{node.tag}[srcset]", urljoin(page.url, candidate.split()[0]), False, False))
     password = bool(html.css("input[type=password]"))
+    links = tuple(urljoin(page.url, node.attributes.get("href") or "") for node in html.css("a[href]"))
     return PageContent(page.path, page.url, tuple(resources), password,
-                       ", ".join(page.header_values("cache-control")), sensitive)
+                       ", ".join(page.header_values("cache-control")), sensitive, links)
+
+
+def _foreign_origins(asset: Asset, pages: tuple[PageContent, ...]) -> list[dict[str, str]]:
+    """The http(s) origins of other hosts that the pages link to or load from, each with the first page that
+    names it: what discovery reads, so it needs no fetch of its own."""
+    found: dict[str, dict[str, str]] = {}
+    for page in pages:
+        named = [("link", url) for url in page.links] + [(f"<{r.tag}>", r.url) for r in page.resources]
+        for kind, url in named:
+            scheme, host, port = origin_of(url)
+            if scheme not in ("http", "https") or not host or host == asset.host or port < 0:
+                continue
+            origin = f"{scheme}://{host}:{port}"
+            if origin not in found:
+                if len(found) == MAX_FOREIGN_ORIGINS:
+                    return list(found.values())
+                found[origin] = {"origin": origin, "kind": kind, "page": page.url}
+    return list(found.values())
 
 
 def _same_origin_links(page: Page) -> Iterator[str]:
