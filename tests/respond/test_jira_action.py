@@ -105,5 +105,5 @@ def test_a_resolved_finding_closes_its_issue_with_a_comment(tmp_path: Path, jira
     action.execute(PARAMS, step(tmp_path, queue, opened.id))
     assert action.execute({"operation": "close"}, step(tmp_path, queue, closing.id)) == {"closed": "SEC-1"}
     issue = jira.issues["SEC-1"]
-    assert issue.status == "Done" and "rescan confirmed the fix" in str(issue.comments)
+    assert issue.status == "Done" and "the finding is resolved" in str(issue.comments)
     assert TicketLedger(tmp_path / "tickets.sqlite").open_ticket("jira", FINGERPRINT) is None

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from connector.core.errors import ConnectorError
 from connector.respond.actions.base import ActionError, StepContext
 
 
@@ -37,10 +38,25 @@ def open_once(step: StepContext, tracker: str, search: Callable[[], str | None],
     return {"key": key, "created": True}
 
 
-def close_once(step: StepContext, tracker: str, close: Callable[[str], None]) -> dict[str, Any]:
+def close_once(step: StepContext, tracker: str, close: Callable[[str], None],
+               confirm_with: str | None = None) -> dict[str, Any]:
+    """Close the episode's ticket; with ``confirm_with`` (a check), only once a rescan of it finds the finding
+    passing, so a resolved event that raced a new failure, or was forged, never closes a live problem's ticket."""
     key = step.tickets.open_ticket(tracker, step.fingerprint)
     if key is None:
         return {"closed": None, "reason": "no open ticket for this finding"}
+    if confirm_with:
+        if step.rescanner is None:
+            raise ActionError("confirm_with needs the scanner: run under `connector run` or `connector respond`",
+                              permanent=True)
+        try:
+            result = step.rescanner.rescan(step.asset, confirm_with)
+        except ConnectorError as exc:
+            raise ActionError(f"confirm_with: {exc}", permanent=True) from None
+        status = result.statuses.get(step.fingerprint)
+        if status != "pass":
+            return {"closed": None, "key": key, "rescan": result.scan_id,
+                    "reason": f"the rescan finds the finding {status or 'not reported'}: the ticket stays open"}
     close(key)
     step.tickets.record(tracker, step.fingerprint, key, is_open=False)
     return {"closed": key}

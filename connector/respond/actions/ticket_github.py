@@ -40,7 +40,7 @@ class GitHubAction(Action[GitHubSettings]):
 
     def execute(self, params: Mapping[str, Any], step: StepContext) -> dict[str, Any]:
         if params.get("operation") == "close":
-            return close_once(step, TRACKER, self._close)
+            return close_once(step, TRACKER, self._close, params.get("confirm_with"))
         label = f"postern-{step.fingerprint}"
 
         def search() -> str | None:
@@ -64,7 +64,7 @@ class GitHubAction(Action[GitHubSettings]):
 
     def _close(self, key: str) -> None:
         self._request("POST", f"/repos/{self.settings.repository}/issues/{key}/comments",
-                      json={"body": "Postern: a rescan confirmed the fix; closing."})
+                      json={"body": "Postern: the finding is resolved; closing."})
         self._request("PATCH", f"/repos/{self.settings.repository}/issues/{key}",
                       json={"state": "closed", "state_reason": "completed"})
 

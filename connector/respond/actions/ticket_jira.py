@@ -43,7 +43,7 @@ class JiraAction(Action[JiraSettings]):
 
     def execute(self, params: Mapping[str, Any], step: StepContext) -> dict[str, Any]:
         if params.get("operation") == "close":
-            return close_once(step, TRACKER, self._close)
+            return close_once(step, TRACKER, self._close, params.get("confirm_with"))
         label = f"postern-{step.fingerprint}"
 
         def search() -> str | None:
@@ -69,7 +69,7 @@ class JiraAction(Action[JiraSettings]):
             raise ActionError(f"Jira issue {key} has no transition {self.settings.done_transition!r} (has {names}): "
                               "set done_transition", permanent=True)
         self._request("POST", f"/rest/api/3/issue/{key}/comment",
-                      json={"body": _adf("Postern: a rescan confirmed the fix; closing.")})
+                      json={"body": _adf("Postern: the finding is resolved; closing.")})
         self._request("POST", f"/rest/api/3/issue/{key}/transitions", json={"transition": {"id": done["id"]}})
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -42,7 +42,7 @@ class ServiceNowAction(Action[ServiceNowSettings]):
 
     def execute(self, params: Mapping[str, Any], step: StepContext) -> dict[str, Any]:
         if params.get("operation") == "close":
-            return close_once(step, TRACKER, self._close)
+            return close_once(step, TRACKER, self._close, params.get("confirm_with"))
 
         def search() -> str | None:
             found = self._request("GET", "/api/now/table/incident", params={
@@ -64,7 +64,7 @@ class ServiceNowAction(Action[ServiceNowSettings]):
     def _close(self, key: str) -> None:
         self._request("PATCH", f"/api/now/table/incident/{key}", json={
             "state": self.settings.resolved_state, "close_code": "Resolved by caller",
-            "close_notes": "Postern: a rescan confirmed the fix."})
+            "close_notes": "Postern: the finding is resolved."})
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         where = f"ServiceNow {method} {path}"
