@@ -186,7 +186,7 @@ def scan_command(
 def _register(store: StateStore, loaded: Config, catalog: Catalog, pipeline: Pipeline | None,
               writer: _EventWriter) -> Discovery | None:
     """The configuration's assets into the inventory, and the seed names into discovery, their events first."""
-    store.assets.sync(loaded.assets, utc_now(), lambda entered: _publish_changes(entered, pipeline, writer))
+    store.sync_assets(loaded.assets, utc_now(), lambda entered: _publish_changes(entered, pipeline, writer))
     discovery = loaded.discovery(store, catalog)
     if discovery is not None:
         seeded = discovery.assess_seeds(utc_now())

@@ -39,11 +39,19 @@ class AssetRegister:
         self._db = db
         self._db.executescript(_SCHEMA)
 
-    def sync(self, configured: Iterable[Asset], now: datetime,
-             publish: Callable[[list[AssetChange]], None]) -> list[AssetChange]:
+    def sync(self, configured: Iterable[Asset], now: datetime, publish: Callable[[list[AssetChange]], None],
+             renamed: Callable[[str, Asset], None] | None = None) -> list[AssetChange]:
         """Record the configuration's assets, and hand ``publish`` what entered, changed or left it since the last
-        sync; the register keeps the sync only if ``publish`` returns (the changes are then durable events)."""
+        sync; the register keeps the sync only if ``publish`` returns (the changes are then durable events).
+
+        An asset whose name changed while its host stayed is the same asset renamed: one asset-changed event, and
+        ``renamed(old id, asset)`` moves what is known of it (open findings, baselines) in the same transaction.
+        """
+        configured = list(configured)
         known = {record.asset.id: record for record in self.records(include_removed=True)}
+        ids = {asset.id for asset in configured}
+        leaving = {record.asset.host: record for record in known.values()
+                   if record.source == CONFIG and record.removed_at is None and record.asset.id not in ids}
         changes: list[AssetChange] = []
         present: set[str] = set()
         with self._db:
@@ -51,7 +59,15 @@ class AssetRegister:
             for asset in configured:
                 present.add(asset.id)
                 before = known.get(asset.id)
-                if before is None or before.removed_at is not None:
+                old = leaving.pop(asset.host, None) if before is None or before.removed_at is not None else None
+                if old is not None:
+                    record = AssetRecord(asset, CONFIG, None, old.first_seen, now, old.last_scanned)
+                    changes.append(AssetChange(AssetAction.CHANGED, record, old, now))
+                    self._db.execute("DELETE FROM assets WHERE asset_id = ?", (old.asset.id,))
+                    present.add(old.asset.id)
+                    if renamed is not None:
+                        renamed(old.asset.id, asset)
+                elif before is None or before.removed_at is not None:
                     record = AssetRecord(asset, CONFIG, None, now, now, None)
                     changes.append(AssetChange(AssetAction.CREATED, record, None, now))
                 else:

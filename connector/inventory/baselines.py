@@ -135,6 +135,10 @@ class BaselineStore:
                 [(assessment.asset_id, row.kind, row.subject, row.value, row.scope, row.first_seen, row.last_good_at)
                  for row in assessment.rows])
 
+    def rename(self, old_id: str, new_id: str) -> None:
+        """A renamed asset keeps its baselines (runs in the caller's transaction)."""
+        self._db.execute("UPDATE OR REPLACE baselines SET asset_id = ? WHERE asset_id = ?", (new_id, old_id))
+
     def confirm(self, asset_id: str, kinds: Iterable[str], at: datetime) -> int:
         """Something cheaper than a scan saw the baselines of ``kinds`` unchanged at ``at``: move their last good
         observation there, which narrows the bound of a later drift. Returns how many baselines moved."""

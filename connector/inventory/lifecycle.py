@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from connector.core.lifecycle import Change, Transition
-from connector.core.model import AssetReport, Finding, Severity, Status
+from connector.core.model import Asset, AssetReport, Finding, Severity, Status
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS findings (
@@ -116,6 +116,22 @@ class FindingLedger:
         query = "SELECT failing FROM findings WHERE is_open = 1 AND failing IS NOT NULL"
         rows = self._db.execute(query + " AND asset_id = ?", (asset_id,)) if asset_id else self._db.execute(query)
         return [Finding.model_validate_json(row[0]) for row in rows]
+
+    def rename(self, old_id: str, asset: Asset) -> None:
+        """The open findings of ``old_id`` now belong to ``asset`` (renamed): same episodes under the new
+        fingerprints, so its first scan opens nothing. Closed ones start afresh. Runs in the caller's transaction."""
+        rows = [_Row.read(values) for values in self._db.execute(
+            f"SELECT {_FIELDS} FROM findings WHERE asset_id = ?", (old_id,))]
+        self._db.execute("DELETE FROM findings WHERE asset_id = ?", (old_id,))
+        for row in rows:
+            failing = row.failing_finding()
+            if not row.is_open or failing is None:
+                continue
+            moved = failing.model_copy(update={"asset": asset})
+            self._db.execute(
+                f"INSERT OR REPLACE INTO findings ({_FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (moved.fingerprint, asset.id, row.check_name, row.status, row.first_seen, row.last_seen, 1,
+                 row.opened_at, row.resolved_at, moved.model_dump_json()))
 
     def open_counts(self) -> dict[str, int]:
         """Open findings per asset id."""

@@ -73,7 +73,7 @@ class Sidecar:
                  extra={"assets": len(self.config.assets), "checks": [c.check.name for c in self.checks],
                         "sinks": [sink.name for sink in self.pipeline.sinks]})
         self.pipeline.start()
-        inventory = self.state.assets.sync(self.config.assets, self.clock(), lambda changes: self.pipeline.publish(
+        inventory = self.state.sync_assets(self.config.assets, self.clock(), lambda changes: self.pipeline.publish(
             [], changes))
         if inventory:
             log.info("inventory changed", extra={"changes": [f"{c.action.value} {c.record.asset.id}"

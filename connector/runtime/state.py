@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import sqlite3
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import TextIO
 
 from connector.core.catalog import Catalog
 from connector.core.errors import ConfigError
-from connector.core.model import Severity
+from connector.core.lifecycle import AssetChange
+from connector.core.model import Asset, Severity
 from connector.inventory.assets import AssetRegister
 from connector.inventory.baselines import BaselineStore
 from connector.inventory.discovery import Discovery, InventorySettings
@@ -85,6 +87,17 @@ class StateStore:
             "ON CONFLICT(asset_id) DO UPDATE SET last_slot = excluded.last_slot, completed = excluded.completed",
             (asset_id, slot.isoformat(), int(completed)),
         )
+
+    def sync_assets(self, assets: list[Asset], now: datetime,
+                    publish: Callable[[list[AssetChange]], None]) -> list[AssetChange]:
+        """The configuration's assets into the register (see AssetRegister.sync); a renamed asset keeps its open
+        findings, baselines and sentinel."""
+        return self.assets.sync(assets, now, publish, self._renamed)
+
+    def _renamed(self, old_id: str, asset: Asset) -> None:
+        self.findings.rename(old_id, asset)
+        self.baselines.rename(old_id, asset.id)
+        self._db.execute("UPDATE OR REPLACE sentinels SET asset_id = ? WHERE asset_id = ?", (asset.id, old_id))
 
     def sentinel(self, asset_id: str) -> Sentinel | None:
         """The watch lane's last sentinel of the asset."""

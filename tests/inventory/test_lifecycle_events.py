@@ -121,3 +121,24 @@ def test_transitions_in_cef_carry_their_action(pki: Pki, tmp_path: Path) -> None
     assert opened and len(opened) == len(failing)
     assert {pairs["cs4"] for pairs in opened} == {pairs["cs4"] for pairs in failing}
     assert not {pairs["externalId"] for pairs in opened} & {pairs["externalId"] for pairs in failing}
+
+
+def test_a_renamed_asset_keeps_its_open_findings_instead_of_reopening_them(pki: Pki, tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    with watched_site(pki, tmp_path) as (hosted, config):
+        break_home(hosted)
+        _, opened, _ = scan(config, out)
+        document = yaml.safe_load(config.read_text())
+        document["assets"][0]["name"] = "storefront"
+        config.write_text(yaml.safe_dump(document))
+        _, after_rename, _ = scan(config, out)
+        renamed = [doc for doc in map(json.loads, out.read_text().splitlines()) if doc["event"]["kind"] == "asset"]
+        listed = connector("assets", "list", "-c", str(config), "--format", "json").stdout.splitlines()
+        fix_home(hosted)
+        _, resolved, _ = scan(config, out)
+    assert opened and after_rename == []  # no resolved for the old name, no opened for the new one
+    assert [(doc["event"]["action"], doc["entity"]["id"], doc["postern"]["asset_before"]["id"]) for doc in renamed] \
+        == [("asset-changed", "storefront", "shop.lifecycle.test")]
+    assert [json.loads(line)["id"] for line in listed] == ["storefront"]
+    assert {doc["postern"]["asset"]["id"] for doc in resolved} == {"storefront"}
+    assert len(resolved) == len(opened)
