@@ -131,6 +131,16 @@ def test_a_crawl_of_link_floods_holds_one_page_at_a_time(pki: Pki, tmp_path: Pat
     assert measured.peak_rss_mb < 150, f"{measured.peak_rss_mb:.0f} MB"
 
 
+def test_probing_every_path_of_a_site_that_answers_each_with_500_mb_costs_their_window(pki: Pki,
+                                                                                      tmp_path: Path) -> None:
+    """The exposure check holds ~70 probed pages until it judges them: read whole, 2 MiB each, 220 MB an asset."""
+    with hostile_site(HOST, pki.intermediate.issue([HOST]), {"*": oversized_body()}, plain_http=False) as site:
+        measured, events = scan_measured(pki, tmp_path, [site.asset], "exposure")
+    assert measured.returncode in (0, 1) and "Traceback" not in measured.stderr, measured.stderr[-2000:]
+    assert {event["rule"]["id"] for event in events} >= {"exposure.directory_listing", "exposure.verbose_errors"}
+    assert measured.peak_rss_mb < 150, f"{measured.peak_rss_mb:.0f} MB"
+
+
 def test_eight_endless_bodies_at_once_stay_within_the_budget(pki: Pki, tmp_path: Path) -> None:
     with hostile_site(HOST, pki.intermediate.issue([HOST]), {"*": endless_chunked()}) as one:
         sites = [one]
