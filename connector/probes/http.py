@@ -165,19 +165,24 @@ async def _read_bounded(response: httpx.Response, limit: int) -> tuple[bytes, bo
     def take(raw: bytes) -> bool:
         pieces = [raw]
         for decoder in decoders:
-            pieces = [out for piece in pieces for out in _inflate(decoder, piece, limit - len(body) + 1)]
+            # one budget for the stage, not one per piece: a bomb's outer layer comes out in 64 KiB pieces, and
+            # each of them, given a budget of its own, inflated a whole body of its inner layer (16 at once)
+            pieces = _inflate(decoder, b"".join(pieces), limit + 1 - len(body))
         for piece in pieces:
             body.extend(piece[: limit + 1 - len(body)])
         return len(body) > limit
 
     async for raw in response.aiter_raw():
         if take(raw):
-            return bytes(body[:limit]), True
-    while decoders and any(decoder.unconsumed_tail for decoder in decoders):  # what a stage held back
-        before = len(body)
-        if take(b"") or len(body) == before:
             break
-    return bytes(body[:limit]), len(body) > limit
+    else:
+        while decoders and any(decoder.unconsumed_tail for decoder in decoders):  # what a stage held back
+            before = len(body)
+            if take(b"") or len(body) == before:
+                break
+    truncated = len(body) > limit
+    del body[limit:]  # in place: a slice would be one more copy of the body
+    return bytes(body), truncated
 
 
 def _decoders(content_encoding: str) -> list[zlib._Decompress]:

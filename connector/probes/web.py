@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
-from functools import cached_property
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -23,7 +22,7 @@ from selectolax.lexbor import LexborHTMLParser
 
 from connector.core.errors import ProbeError
 from connector.core.model import Asset, Target
-from connector.probes.http import Fetched, HttpFetcher, TlsVerificationError
+from connector.probes.http import MAX_BODY, Fetched, HttpFetcher, TlsVerificationError
 
 MAX_SAME_ORIGIN_REDIRECTS = 5
 
@@ -46,8 +45,10 @@ class Page:
         content_type = self.headers.get("content-type", "")
         return "html" in content_type.lower() or (not content_type and self.body.lstrip()[:1] == b"<")
 
-    @cached_property
-    def html(self) -> LexborHTMLParser | None:
+    def parse_html(self) -> LexborHTMLParser | None:
+        """The document's tree, parsed anew on each call and kept by nobody: a tree of 20,000 tags costs ~6 MiB, so
+        one cached on every page being scanned added up to hundreds. Callers use it without awaiting in between,
+        so however many pages are being scanned, one tree at a time exists."""
         if not self.is_html or not self.body:
             return None
         # lexbor holds NUL before its tree builder drops it: 2 MiB of NUL made a 38 MiB tree
@@ -95,9 +96,8 @@ def within_depth(html: str, limit: int = MAX_HTML_DEPTH) -> str:
 CORS_PROBE_ORIGIN = "https://cors-probe.postern.invalid"  # an origin nobody owns: reflecting it is the finding
 
 
-def meta_csp(page: Page) -> tuple[str, ...]:
+def meta_csp(html: LexborHTMLParser | None) -> tuple[str, ...]:
     """The policies of ``<meta http-equiv="Content-Security-Policy">`` elements, in document order."""
-    html = page.html
     if html is None:
         return ()
     policies = []
@@ -132,7 +132,12 @@ def asset_origins(asset: Asset) -> frozenset[Origin]:
 class WebProbe:
     """Memoised requests for one asset: a URL (with the same Origin header) is fetched once per scan, whichever
     checks ask for it: pages for the header, grade, content and exposure checks, single hops for the redirect
-    chains of the HTTPS-transport and grade checks."""
+    chains of the HTTPS-transport and grade checks.
+
+    What is memoised stays until the asset's checks are done, so only what several checks read is: a page that
+    one check alone reads (one a crawl found) is fetched with ``shared=False`` and freed with that check's use of
+    it. Memoised, 20 crawled pages of 2 MiB, each with its parsed tree, held ~140 MiB for each asset being scanned.
+    """
 
     def __init__(self, asset: Asset, http: HttpFetcher, parallel: int = 4,
                  elsewhere: frozenset[Origin] = frozenset()) -> None:
@@ -140,28 +145,32 @@ class WebProbe:
         self.http = http
         self.followable = asset_origins(asset) | elsewhere  # ``elsewhere``: the other configured assets
         self.base = (Target(asset, asset.https_port, scheme="https").url or "").rstrip("/")
-        self._pages: dict[tuple[str, str | None], asyncio.Task[Page]] = {}
-        self._hops: dict[tuple[str, str | None], asyncio.Task[tuple[Fetched, bool]]] = {}
+        self._pages: dict[tuple[str, str | None, int], asyncio.Task[Page]] = {}
+        self._hops: dict[tuple[str, str | None, int], asyncio.Task[tuple[Fetched, bool]]] = {}
         self._gate = asyncio.Semaphore(parallel)
 
     def url(self, path: str) -> str:
         return urljoin(self.base + "/", path.lstrip("/")) if not path.startswith(("http://", "https://")) else path
 
-    async def page(self, path: str, *, origin: str | None = None, follow: bool = True) -> Page:
-        key = (self.url(path) + ("" if follow else "#nofollow"), origin)
+    async def page(self, path: str, *, origin: str | None = None, follow: bool = True, limit: int = MAX_BODY,
+                   shared: bool = True) -> Page:
+        """The page at ``path``, its body read up to ``limit`` bytes (0 when only its headers are judged)."""
+        key = (self.url(path) + ("" if follow else "#nofollow"), origin, limit)
         task = self._pages.get(key)
+        if task is None and not shared:
+            return await self._fetch(self.url(path), origin, follow, limit, remember=False)
         if task is None:
-            task = asyncio.ensure_future(self._fetch(self.url(path), origin, follow))
+            task = asyncio.ensure_future(self._fetch(self.url(path), origin, follow, limit, remember=True))
             self._pages[key] = task
         return await asyncio.shield(task)  # another check's timeout must not cancel the fetch under this one
 
-    async def hop(self, url: str, *, origin: str | None = None) -> tuple[Fetched, bool]:
+    async def hop(self, url: str, *, origin: str | None = None, limit: int = MAX_BODY) -> tuple[Fetched, bool]:
         """One GET of ``url``, redirects not followed, and whether its certificate verified (HTTPS with a bad
         certificate is fetched again unverified, so its answer can still be judged)."""
-        key = (url, origin)
+        key = (url, origin, limit)
         task = self._hops.get(key)
         if task is None:
-            task = asyncio.ensure_future(self._get(url, {"Origin": origin} if origin else None))
+            task = asyncio.ensure_future(self._get(url, origin, limit))
             self._hops[key] = task
         return await asyncio.shield(task)
 
@@ -178,11 +187,14 @@ class WebProbe:
             return "scheme"
         return None if origin_of(location) in self.followable else "offhost"
 
-    async def _fetch(self, url: str, origin: str | None, follow: bool) -> Page:
+    async def _fetch(self, url: str, origin: str | None, follow: bool, limit: int, remember: bool) -> Page:
         redirects: list[str] = []
         current = url
         for _ in range(MAX_SAME_ORIGIN_REDIRECTS + 1):
-            response, valid = await self.hop(current, origin=origin)
+            if remember:
+                response, valid = await self.hop(current, origin=origin, limit=limit)
+            else:
+                response, valid = await self._get(current, origin, limit)
             location = urljoin(current, response.location or "") if response.is_redirect else None
             if not follow or location is None or origin_of(location) != origin_of(current):
                 return Page(url, current, response.status, response.headers, response.body, valid, tuple(redirects))
@@ -190,14 +202,15 @@ class WebProbe:
             current = location
         raise ProbeError(f"{url}: more than {MAX_SAME_ORIGIN_REDIRECTS} redirects on one origin")
 
-    async def _get(self, url: str, headers: dict[str, str] | None) -> tuple[Fetched, bool]:
+    async def _get(self, url: str, origin: str | None, limit: int) -> tuple[Fetched, bool]:
         if origin_of(url) not in self.followable:
             raise ProbeError(f"{url}: not an origin of a configured asset; not fetched", kind="denied")
         own = urlsplit(url).hostname == self.asset.host.lower()
         address = self.asset.address if own else None
+        headers = {"Origin": origin} if origin else None
         async with self._gate:
             try:
-                return await self.http.get(url, address=address, headers=headers, asset_host=True), True
+                return await self.http.get(url, address=address, headers=headers, asset_host=True, limit=limit), True
             except TlsVerificationError:
-                return await self.http.get(url, address=address, headers=headers, verify=False,
-                                           asset_host=True), False
+                return await self.http.get(url, address=address, headers=headers, verify=False, asset_host=True,
+                                           limit=limit), False

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import json
+import random
 import sys
+import tracemalloc
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from connector.core.model import Asset
+from connector.probes.guard import OutboundGuard, Resolver
+from connector.probes.http import MAX_BODY, Fetched, HttpFetcher
 from support.hostile import (
     GIB,
+    MIB,
     HostileServer,
     RawServer,
     aia_body,
@@ -32,7 +39,7 @@ from support.hostile import (
     tls_truncated_record,
 )
 from support.pki import Pki
-from support.web import Reply
+from support.web import Reply, tls_context
 
 HOST = "hostile.test"
 BUDGET_MB = 300
@@ -70,6 +77,68 @@ def test_a_page_built_to_exhaust_memory_costs_at_most_its_cap(pki: Pki, tmp_path
     assert measured.peak_rss_mb < BUDGET_MB, f"{name}: {measured.peak_rss_mb:.0f} MB"
     assert events and "Traceback" not in measured.stderr
     print(f"{name}: {measured.peak_rss_mb:.0f} MB peak, {measured.seconds:.1f} s", file=sys.stderr)
+
+
+def fetch_traced(pki: Pki, route: Reply) -> tuple[Fetched, float]:
+    """One GET of ``route`` in this process, and the most Python memory it held at once, in MiB (after a first GET
+    has made the client and imported what it imports lazily)."""
+    routes = {"/warm": Reply(200, [], b"ok"), "*": route}
+    with HostileServer(routes, tls=tls_context(pki.intermediate.issue([HOST]))) as server:
+
+        async def get() -> tuple[Fetched, float]:
+            http = HttpFetcher(timeout=10, ca_bundle=pki.bundle, user_agent="test",
+                               guard=OutboundGuard(Resolver(None, 5)))
+            try:
+                await http.get(f"https://{HOST}:{server.port}/warm", address="127.0.0.1")
+                tracemalloc.start()
+                fetched = await http.get(f"https://{HOST}:{server.port}/", address="127.0.0.1")
+                return fetched, tracemalloc.get_traced_memory()[1] / MIB
+            finally:
+                tracemalloc.stop()
+                await http.aclose()
+
+        return asyncio.run(get())
+
+
+def test_a_double_gzip_bomb_is_read_within_a_few_times_the_body_limit(pki: Pki) -> None:
+    """Each 64 KiB of the outer layer used to get a 2 MiB budget of its own: 37 MiB held to read a 2 MiB page."""
+    fetched, held_mib = fetch_traced(pki, gzip_bomb(GIB, layers=2))
+    assert fetched.truncated and fetched.body == bytes(MAX_BODY)
+    assert held_mib < 4 * MAX_BODY / MIB, f"{held_mib:.1f} MiB held to read {MAX_BODY // MIB} MiB"
+
+
+def test_layers_of_gzip_decode_exactly_up_to_the_limit(pki: Pki) -> None:
+    """Incompressible content twice gzipped: the inner layer is as large as the page, so the outer one stops at
+    the budget mid-stream, and what it held back must still be decoded in order."""
+    content = random.Random(7).randbytes(3 * MAX_BODY)
+    twice = Reply(200, [("Content-Encoding", "gzip, gzip")], gzip.compress(gzip.compress(content, mtime=0), mtime=0))
+    fetched, _ = fetch_traced(pki, twice)
+    assert fetched.truncated and fetched.body == content[:MAX_BODY]
+    page = b"<p>twice</p>" * 1000
+    fetched, _ = fetch_traced(pki, Reply(200, [("Content-Encoding", "gzip, gzip")],
+                                         gzip.compress(gzip.compress(page))))
+    assert not fetched.truncated and fetched.body == page
+
+
+def test_a_crawl_of_link_floods_holds_one_page_at_a_time(pki: Pki, tmp_path: Path) -> None:
+    """Every page links to 200,000 others: the crawl reads 20, each 2 MiB with a tree of 20,000 tags. Memoised with
+    their trees until the asset was done, one such site cost 250 MB, and 25 of them at once over 2 GB."""
+    with hostile_site(HOST, pki.intermediate.issue([HOST]), {"*": link_flood(200_000)}, plain_http=False) as site:
+        measured, events = scan_measured(pki, tmp_path, [site.asset], "content")
+    assert measured.returncode in (0, 1) and "Traceback" not in measured.stderr, measured.stderr[-2000:]
+    crawled = {event["postern"]["subject"] for event in events if event["rule"]["id"] == "content.mixed_active"}
+    assert len(crawled) == 20  # max_pages: the crawl did read them all
+    assert measured.peak_rss_mb < 150, f"{measured.peak_rss_mb:.0f} MB"
+
+
+def test_probing_every_path_of_a_site_that_answers_each_with_500_mb_costs_their_window(pki: Pki,
+                                                                                      tmp_path: Path) -> None:
+    """The exposure check holds ~70 probed pages until it judges them: read whole, 2 MiB each, 220 MB an asset."""
+    with hostile_site(HOST, pki.intermediate.issue([HOST]), {"*": oversized_body()}, plain_http=False) as site:
+        measured, events = scan_measured(pki, tmp_path, [site.asset], "exposure")
+    assert measured.returncode in (0, 1) and "Traceback" not in measured.stderr, measured.stderr[-2000:]
+    assert {event["rule"]["id"] for event in events} >= {"exposure.directory_listing", "exposure.verbose_errors"}
+    assert measured.peak_rss_mb < 150, f"{measured.peak_rss_mb:.0f} MB"
 
 
 def test_eight_endless_bodies_at_once_stay_within_the_budget(pki: Pki, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from datetime import datetime
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
+from selectolax.lexbor import LexborHTMLParser
 
 from connector.core.errors import ProbeError
 from connector.core.model import Asset, CheckOutcome, RuleResult, Status, Target
@@ -105,17 +106,20 @@ async def crawl(asset: Asset, ctx: ScanContext, settings: ContentSettings) -> Co
             continue
         seen.add(path)
         try:
-            page = await web.page(path)
+            page = await web.page(path, shared=depth == 0)  # only the key routes are read by other checks too
         except ProbeError as exc:
             if depth == 0:
                 raise
             skipped.append(f"{path}: {exc}")
             continue
-        if page.status >= 400 or page.html is None:
+        read = _read(page, path in asset.sensitive_routes, follow=depth < settings.crawl_depth)
+        del page  # not held while the next page is read
+        if read is None:
             continue
-        pages.append(_content(page, path in asset.sensitive_routes))
-        if depth < settings.crawl_depth:
-            links = [link for link in dict.fromkeys(_same_origin_links(page)) if link not in seen]
+        content, found = read
+        pages.append(content)
+        if found:
+            links = [link for link in dict.fromkeys(found) if link not in seen]
             if len(links) > settings.max_links:
                 skipped.append(f"{path}: {len(links) - settings.max_links} of its {len(links)} same-origin links "
                                f"not followed (max_links {settings.max_links})")
@@ -125,9 +129,17 @@ async def crawl(asset: Asset, ctx: ScanContext, settings: ContentSettings) -> Co
     return ContentObservation(tuple(pages), tuple(skipped))
 
 
-def _content(page: Page, sensitive: bool) -> PageContent:
-    html = page.html
-    assert html is not None
+def _read(page: Page, sensitive: bool, follow: bool) -> tuple[PageContent, list[str]] | None:
+    """What the crawl keeps of an HTML page: its content and, when its links are to be ``follow``ed, its same-origin
+    links; not its tree, which is dropped on return (before the next await), so pages crawled at once never hold a
+    tree each."""
+    html = page.parse_html()
+    if page.status >= 400 or html is None:
+        return None
+    return _content(page, html, sensitive), list(_same_origin_links(page, html)) if follow else []
+
+
+def _content(page: Page, html: LexborHTMLParser, sensitive: bool) -> PageContent:
     resources = []
     for group, active in ((ACTIVE, True), (PASSIVE, False)):
         for tag, attribute in group:
@@ -173,10 +185,7 @@ def _foreign_origins(asset: Asset, pages: tuple[PageContent, ...]) -> list[dict[
     return list(found.values())
 
 
-def _same_origin_links(page: Page) -> Iterator[str]:
-    html = page.html
-    if html is None:
-        return
+def _same_origin_links(page: Page, html: LexborHTMLParser) -> Iterator[str]:
     here = origin_of(page.url)
     for node in html.css("a[href]"):
         target, _ = urldefrag(urljoin(page.url, node.attributes.get("href") or ""))

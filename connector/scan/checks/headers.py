@@ -59,8 +59,8 @@ class SecurityHeadersCheck(Check[HeaderObservation, NoSettings]):
     async def observe(self, target: Target, ctx: ScanContext, settings: NoSettings) -> HeaderObservation:
         web = ctx.web(target.asset)
         page = await web.page(target.path or "/")
-        cors = await web.page(target.path or "/", origin=CORS_PROBE_ORIGIN)
-        return HeaderObservation(page, cors, meta_csp(page))
+        cors = await web.page(target.path or "/", origin=CORS_PROBE_ORIGIN, limit=0)  # only its headers are judged
+        return HeaderObservation(page, cors, meta_csp(page.parse_html()))
 
     def judge(
         self, target: Target, observation: HeaderObservation, settings: NoSettings, now: datetime

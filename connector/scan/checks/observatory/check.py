@@ -81,12 +81,12 @@ class ObservatoryCheck(Check[ObservatoryObservation, ObservatorySettings]):
             cookies += robots.header_values("set-cookie")
         except ProbeError:
             pass
-        html = page.html
+        html = page.parse_html()
         meta_csp: tuple[str, ...] = ()
         meta_referrer = None
         if html is not None and (page.headers.get("content-type", "").split(";")[0].strip()
                                  in ("text/html", "application/xhtml+xml")):
-            meta_csp = tuple(policy for policy in meta_csp_of(page) if policy)
+            meta_csp = tuple(policy for policy in meta_csp_of(html) if policy)
             referrers = [node.attributes.get("content") for node in html.css("meta[name=referrer]")]
             meta_referrer = next((value for value in reversed(referrers) if value), None)
         auto = _response(page, page.certificate_valid)
