@@ -22,7 +22,6 @@ from rich.table import Table
 from connector.cli import app
 from connector.cli._common import console_err, fail, load_catalog_and_normaliser, report_delivery
 from connector.core.catalog import Catalog
-from connector.core.clock import utc_now
 from connector.core.errors import format_validation_error
 from connector.core.events import encode_line
 from connector.core.lifecycle import Change, Drift, StateChange, Transition
@@ -31,7 +30,7 @@ from connector.delivery.pipeline import Pipeline
 from connector.inventory.discovery import Discovery
 from connector.normalise import Normaliser
 from connector.normalise.sarif import junit_report, sarif_log
-from connector.runtime.collector import build_pipeline, collect, planned_assets
+from connector.runtime.collector import build_pipeline, collect, planned_assets, register_inventory
 from connector.runtime.config import Config, load_config
 from connector.runtime.state import StateStore
 from connector.scan.context import ScanContext, ScanSettings
@@ -166,7 +165,9 @@ def scan_command(
         try:
             discovery = None
             if store is not None and loaded is not None and not targets:  # the configuration's assets: register
-                discovery = _register(store, loaded, catalog, pipeline, writer)
+                discovery = loaded.discovery(store, catalog)
+                register_inventory(store, loaded, discovery, lambda entered: _publish_changes(entered, pipeline,
+                                                                                                writer))
                 plan.assets = assets = planned_assets(loaded, store)  # discovered ones too, with auto_scan
             findings, changes = asyncio.run(_scan(plan, catalog, settings, store, pipeline, writer, quiet, loaded,
                                                   discovery))
@@ -183,18 +184,6 @@ def scan_command(
     raise typer.Exit(code or (0 if delivered else 3))
 
 
-def _register(store: StateStore, loaded: Config, catalog: Catalog, pipeline: Pipeline | None,
-              writer: _EventWriter) -> Discovery | None:
-    """The configuration's assets into the inventory, and the seed names into discovery, their events first."""
-    store.sync_assets(loaded.assets, utc_now(), lambda entered: _publish_changes(entered, pipeline, writer))
-    discovery = loaded.discovery(store, catalog)
-    if discovery is not None:
-        seeded = discovery.assess_seeds(utc_now())
-        _publish_changes(seeded.changes, pipeline, writer)
-        discovery.apply(seeded)
-    return discovery
-
-
 def _publish_changes(changes: Sequence[StateChange], pipeline: Pipeline | None, writer: _EventWriter) -> None:
     if pipeline is not None:
         pipeline.publish([], changes)
@@ -208,7 +197,8 @@ def _document(output_format: str, findings: list[Finding], catalog: Catalog) -> 
 
 
 def _document_stream(output: Path | None, stack: ExitStack) -> BinaryIO:
-    """A report document goes to --output, else to stdout even at a terminal: it is what was asked for."""
+    """The --output file, else stdout; a report document goes there even at a terminal: it is what was asked
+    for."""
     if output is None or str(output) == "-":
         return sys.stdout.buffer
     try:
@@ -224,12 +214,7 @@ def _event_stream(output: Path | None, loaded: Config | None, stack: ExitStack) 
         # a person at a terminal wants the summary, not JSON; pipes and files get events, unless a configured
         # stdout sink already writes them there
         return None
-    if output is None or str(output) == "-":
-        return sys.stdout.buffer
-    try:
-        return stack.enter_context(output.open("wb"))
-    except OSError as exc:
-        fail(f"cannot write {output}: {exc.strerror or exc}")
+    return _document_stream(output, stack)
 
 
 class _EventWriter:

@@ -43,8 +43,7 @@ class Transition:
     @property
     def event_id(self) -> str:
         """Deterministic per scan, so a transition re-spooled after a crash is one event to every sink."""
-        material = f"{self.finding.fingerprint}|{self.change.value}|{self.finding.scan_id}"
-        return hashlib.sha256(material.encode()).hexdigest()[:32]
+        return _event_id(self.finding.fingerprint, self.change.value, self.finding.scan_id)
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,7 @@ class Drift:
 
     @property
     def event_id(self) -> str:
-        material = f"drift|{self.asset.id}|{self.kind}|{self.subject}|{self.scan_id}"
-        return hashlib.sha256(material.encode()).hexdigest()[:32]
+        return _event_id("drift", self.asset.id, self.kind, self.subject, self.scan_id)
 
 
 class AssetAction(StrEnum):
@@ -104,8 +102,7 @@ class AssetChange:
 
     @property
     def event_id(self) -> str:
-        material = f"asset|{self.record.asset.id}|{self.action.value}|{self.at.isoformat()}"
-        return hashlib.sha256(material.encode()).hexdigest()[:32]
+        return _event_id("asset", self.record.asset.id, self.action.value, self.at.isoformat())
 
 
 @dataclass(frozen=True)
@@ -120,7 +117,12 @@ class ThirdPartyDependency:
     @property
     def event_id(self) -> str:
         """One per name: reported once, so a re-spool after a crash is the same event."""
-        return hashlib.sha256(f"third-party|{self.name}".encode()).hexdigest()[:32]
+        return _event_id("third-party", self.name)
+
+
+def _event_id(*parts: str) -> str:
+    """Deterministic from what the event is about, so one re-spooled after a crash is one event to every sink."""
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
 # what the inventory hands the publisher besides findings: every one is an event of its own

@@ -7,7 +7,6 @@ host fields carry the name so that host-centric SIEM views find it. The classifi
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -15,8 +14,8 @@ import orjson
 from connector.core.events import NewEvent
 from connector.core.lifecycle import AssetAction, AssetChange, AssetRecord
 from connector.normalise.cef import escape_extension, escape_header
+from connector.normalise.coded import ECS_VERSION, observer, timestamp
 
-ECS_VERSION = "9.4.0"
 DATASET = "postern.assets"
 _EVENT_TYPE = {AssetAction.CREATED: "creation", AssetAction.CHANGED: "change", AssetAction.REMOVED: "deletion"}
 # the ECS fields an asset event carries beyond those of findings, with their types, for the Elasticsearch mappings
@@ -28,18 +27,17 @@ def asset_ecs(change: AssetChange, connector: dict[str, str]) -> dict[str, Any]:
     record = change.record
     asset = record.asset
     document: dict[str, Any] = {
-        "@timestamp": iso(change.at),
+        "@timestamp": timestamp(change.at),
         "message": f"{change.action.value}: {asset.id}" + (f" (found in {record.seen_from})"
                                                           if record.seen_from else ""),
         "ecs": {"version": ECS_VERSION},
         "event": {"kind": "asset", "module": "postern", "dataset": DATASET, "id": change.event_id,
                   "category": ["configuration"], "type": [_EVENT_TYPE[change.action]], "action": change.action.value},
         "entity": {"id": asset.id, "name": asset.host, "type": ["host"], "source": record.source,
-                   "last_seen_timestamp": iso(record.last_seen)},
+                   "last_seen_timestamp": timestamp(record.last_seen)},
         "host": {"name": asset.host},
         "tags": list(asset.tags),
-        "observer": {"vendor": "Postern", "product": "Posture Connector", "type": "posture-scanner",
-                     "version": connector["version"], "hostname": connector["hostname"], "name": connector["name"]},
+        "observer": observer(connector),
         "postern": {"asset": _classification(record),
                     **({"asset_before": _classification(change.before)} if change.before else {})},
     }
@@ -77,11 +75,7 @@ def _classification(record: AssetRecord) -> dict[str, Any]:
               "data_sensitivity": asset.data_sensitivity.value if asset.data_sensitivity else None,
               "business_impact": asset.business_impact.value if asset.business_impact else None,
               "source": record.source, "seen_from": record.seen_from,
-              "first_seen": iso(record.first_seen),
-              "last_scanned": iso(record.last_scanned) if record.last_scanned else None}
+              "first_seen": timestamp(record.first_seen),
+              "last_scanned": timestamp(record.last_scanned) if record.last_scanned else None}
     return {key: value for key, value in fields.items() if value is not None}
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

@@ -16,8 +16,8 @@ import orjson
 from connector.core.audit import AuditRecord, Outcome
 from connector.core.events import NewEvent
 from connector.normalise.cef import escape_extension, escape_header
+from connector.normalise.coded import ECS_VERSION, observer, timestamp
 
-ECS_VERSION = "9.4.0"
 # the ECS fields an audit event carries beyond those of findings, with their ECS types, for the Elasticsearch mappings
 AUDIT_ECS_FIELDS = {"event.action": "keyword", "event.outcome": "keyword", "event.reason": "keyword",
                     "source.ip": "ip", "http.response.status_code": "long"}
@@ -28,15 +28,14 @@ _CEF_SEVERITY = {Outcome.SUCCESS: 1, Outcome.UNKNOWN: 3, Outcome.FAILURE: 5}
 def audit_ecs(record: AuditRecord, connector: dict[str, str]) -> dict[str, Any]:
     callback = record.action.startswith("callback-")
     document: dict[str, Any] = {
-        "@timestamp": record.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "@timestamp": timestamp(record.at),
         "message": f"{record.action}: {record.reason}",
         "ecs": {"version": ECS_VERSION},
         "event": {"kind": "event", "module": "postern", "dataset": DATASET, "id": audit_event_id(record),
                   "category": ["web"] if callback else ["configuration"],
                   "type": ["access"] if callback else ["change"],
                   "action": record.action, "outcome": record.outcome.value, "reason": record.reason},
-        "observer": {"vendor": "Postern", "product": "Posture Connector", "type": "posture-scanner",
-                     "version": connector["version"], "hostname": connector["hostname"], "name": connector["name"]},
+        "observer": observer(connector),
         "postern": {"audit": {key: value for key, value in record.details.items() if value is not None}},
     }
     client = record.details.get("client")

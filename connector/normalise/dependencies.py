@@ -13,8 +13,8 @@ import orjson
 
 from connector.core.events import NewEvent
 from connector.core.lifecycle import ThirdPartyDependency
-from connector.normalise.assets import ECS_VERSION, iso
 from connector.normalise.cef import escape_extension, escape_header
+from connector.normalise.coded import ECS_VERSION, observer, timestamp
 
 ACTION = "third-party-dependency"
 DATASET = "postern.assets"
@@ -23,15 +23,14 @@ DATASET = "postern.assets"
 def dependency_ecs(dependency: ThirdPartyDependency, connector: dict[str, str]) -> dict[str, Any]:
     asset = dependency.asset
     return {
-        "@timestamp": iso(dependency.at),
+        "@timestamp": timestamp(dependency.at),
         "message": f"{ACTION}: {dependency.name} (seen as {dependency.seen_from}); outside the scope, not scanned",
         "ecs": {"version": ECS_VERSION},
         "event": {"kind": "event", "module": "postern", "dataset": DATASET, "id": dependency.event_id,
                   "category": ["configuration"], "type": ["info"], "action": ACTION},
         **({"host": {"name": asset.host}} if asset is not None else {}),
         "related": {"hosts": [dependency.name, *([asset.host] if asset is not None else [])]},
-        "observer": {"vendor": "Postern", "product": "Posture Connector", "type": "posture-scanner",
-                     "version": connector["version"], "hostname": connector["hostname"], "name": connector["name"]},
+        "observer": observer(connector),
         "postern": {"dependency": {"name": dependency.name, "seen_from": dependency.seen_from,
                                    **({"asset": asset.id} if asset is not None else {})}},
     }

@@ -19,8 +19,8 @@ import orjson
 from connector.core.events import NewEvent
 from connector.core.lifecycle import Drift
 from connector.normalise.cef import escape_extension, escape_header
+from connector.normalise.coded import ECS_VERSION, observer, timestamp
 
-ECS_VERSION = "9.4.0"
 DATASET = "postern.drift"
 # the ECS fields a drift event carries beyond those of findings, with their types, for the Elasticsearch mappings
 DRIFT_ECS_FIELDS = {"event.action": "keyword", "host.name": "keyword", "server.address": "keyword",
@@ -58,19 +58,18 @@ def drift_message(drift: Drift) -> str:
 def drift_ecs(drift: Drift, connector: dict[str, str]) -> dict[str, Any]:
     asset = drift.asset
     document: dict[str, Any] = {
-        "@timestamp": _iso(drift.detected_at),
+        "@timestamp": timestamp(drift.detected_at),
         "message": drift_message(drift),
         "ecs": {"version": ECS_VERSION},
         "event": {"kind": "event", "module": "postern", "dataset": DATASET, "id": drift.event_id,
                   "category": ["configuration"], "type": ["change"], "action": f"drift-{drift.kind}"},
         "host": {"name": asset.host},
         "tags": list(asset.tags),
-        "observer": {"vendor": "Postern", "product": "Posture Connector", "type": "posture-scanner",
-                     "version": connector["version"], "hostname": connector["hostname"], "name": connector["name"]},
+        "observer": observer(connector),
         "postern": {
             "drift": {"kind": drift.kind, "subject": drift.subject, "before": _shaped(drift.kind, drift.before),
-                      "after": _shaped(drift.kind, drift.after), "detected_at": _iso(drift.detected_at),
-                      "last_good_at": _iso(drift.last_good_at), "bound_seconds": _bound(drift)},
+                      "after": _shaped(drift.kind, drift.after), "detected_at": timestamp(drift.detected_at),
+                      "last_good_at": timestamp(drift.last_good_at), "bound_seconds": _bound(drift)},
             "asset": {"id": asset.id, "criticality": asset.criticality.value, "tags": list(asset.tags),
                       **({"owner": asset.owner} if asset.owner else {})},
             "scan_id": drift.scan_id,
@@ -167,7 +166,3 @@ def _compact(value: Any) -> str:
 
 def _epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

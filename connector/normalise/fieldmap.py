@@ -22,13 +22,13 @@ Getter = Callable[[Context], Any]
 
 
 @lru_cache(maxsize=1024)
-def _iso8601_datetime(value: datetime) -> str:
+def iso8601_datetime(value: datetime) -> str:
     # Cached: a scan stamps all its findings with the same few instants.
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 def _iso8601(value: Any) -> Any:
-    return _iso8601_datetime(value) if isinstance(value, datetime) else value
+    return iso8601_datetime(value) if isinstance(value, datetime) else value
 
 
 def _epoch_ms(value: Any) -> Any:

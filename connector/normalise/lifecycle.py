@@ -13,6 +13,7 @@ from typing import Any
 
 from connector.core.lifecycle import Change, Transition
 from connector.core.model import Finding
+from connector.normalise.coded import timestamp
 
 DATASET = "postern.lifecycle"
 _EVENT_TYPE = {Change.OPENED: "creation", Change.REOPENED: "creation", Change.CHANGED: "change",
@@ -46,5 +47,5 @@ def rekind(document: dict[str, Any], transition: Transition) -> dict[str, Any]:
 def _verdict(finding: Finding) -> dict[str, Any]:
     return {"status": finding.status.value, "severity": finding.severity.value, "message": finding.message,
             "evidence": finding.evidence or None,
-            "observed_at": finding.observed_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "observed_at": timestamp(finding.observed_at),
             "scan_id": finding.scan_id}

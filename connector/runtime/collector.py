@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -103,6 +103,21 @@ def planned_assets(config: Config, state: StateStore | None) -> list[Asset]:
         assets += [record.asset for record in state.assets.records()
                    if record.source == DISCOVERED and record.asset.id not in configured]
     return assets
+
+
+def register_inventory(state: StateStore, config: Config, discovery: Discovery | None,
+                       publish: Callable[[Sequence[StateChange]], None],
+                       clock: Callable[[], datetime] = utc_now) -> list[StateChange]:
+    """The configuration's assets into the register and the seed names into discovery, each kept only once
+    ``publish`` has made their events durable; returns those events."""
+    changes: list[StateChange] = list(state.sync_assets(config.assets, clock(), publish))
+    if discovery is not None:
+        seeded = discovery.assess_seeds(clock())
+        if seeded.changes:
+            publish(seeded.changes)
+        discovery.apply(seeded)
+        changes += seeded.changes
+    return changes
 
 
 def build_pipeline(config: Config, catalog: Catalog, normaliser: Normaliser, **backoff: float) -> Pipeline:

@@ -17,8 +17,8 @@ from connector.core.catalog import Catalog
 from connector.core.clock import utc_now
 from connector.core.metrics import ASSETS_UNFINISHED
 from connector.core.model import Asset
-from connector.normalise import Normaliser
-from connector.runtime.collector import build_pipeline, collect, planned_assets
+from connector.normalise import Normaliser, change_action
+from connector.runtime.collector import build_pipeline, collect, planned_assets, register_inventory
 from connector.runtime.config import Config
 from connector.runtime.scheduler import next_slot, scan_id
 from connector.runtime.state import StateStore
@@ -73,16 +73,10 @@ class Sidecar:
                  extra={"assets": len(self.config.assets), "checks": [c.check.name for c in self.checks],
                         "sinks": [sink.name for sink in self.pipeline.sinks]})
         self.pipeline.start()
-        inventory = self.state.sync_assets(self.config.assets, self.clock(), lambda changes: self.pipeline.publish(
-            [], changes))
+        inventory = register_inventory(self.state, self.config, self.discovery,
+                                       lambda changes: self.pipeline.publish([], changes), self.clock)
         if inventory:
-            log.info("inventory changed", extra={"changes": [f"{c.action.value} {c.record.asset.id}"
-                                                             for c in inventory][:50]})
-        if self.discovery is not None:
-            seeded = self.discovery.assess_seeds(self.clock())
-            if seeded.changes:
-                self.pipeline.publish([], seeded.changes)
-            self.discovery.apply(seeded)
+            log.info("inventory changed", extra={"changes": [change_action(change) for change in inventory][:50]})
         watching = None if once else asyncio.create_task(self.watch.run(stop))
         try:
             await self._schedule(stop, once)

@@ -22,11 +22,11 @@ from connector.probes.endpoint import endpoint_of
 from connector.scan.context import ScanContext
 
 # response headers whose values matter for posture; for the others, only presence is compared (a Date or an
-# ETag changes on every request)
+# ETag changes on every request); of cookies, only the names
 SECURITY_HEADERS = ("strict-transport-security", "content-security-policy", "x-frame-options",
                     "x-content-type-options", "referrer-policy", "permissions-policy",
                     "cross-origin-opener-policy", "cross-origin-resource-policy", "cross-origin-embedder-policy",
-                    "access-control-allow-origin", "set-cookie")
+                    "access-control-allow-origin")
 VOLATILE_HEADERS = frozenset({"date", "etag", "age", "expires", "last-modified", "content-length", "set-cookie",
                               "x-request-id", "x-amz-cf-id", "cf-ray", "server-timing", "x-runtime", "via",
                               "report-to", "nel", "content-security-policy-report-only"})
@@ -86,8 +86,7 @@ async def _route(asset: Asset, ctx: ScanContext) -> dict[str, Any]:
     route = asset.routes[0] if asset.routes else "/"
     page = await ctx.web(asset).page(route, follow=False)
     names = sorted({name.lower() for name in page.headers} - VOLATILE_HEADERS)
-    values = {name: sorted(page.header_values(name)) for name in SECURITY_HEADERS
-              if name != "set-cookie" and page.header_values(name)}
+    values = {name: sorted(page.header_values(name)) for name in SECURITY_HEADERS if page.header_values(name)}
     cookies = sorted(value.split("=", 1)[0] for value in page.header_values("set-cookie"))
     return {"status": page.status, "location": page.headers.get("location"), "headers": names,
             "security_headers": values, "cookies": cookies}
