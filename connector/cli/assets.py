@@ -27,6 +27,7 @@ app.add_typer(assets_app, name="assets")
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The YAML configuration (its state_dir).")]
 COLUMNS = ("id", "host", "source", "seen_from", "criticality", "data_sensitivity", "business_impact", "owner", "tags",
            "first_seen", "last_seen", "last_scanned", "removed_at", "open_findings")
+DEPENDENCY_COLUMNS = ("name", "asset", "seen_from", "reported_at")
 
 
 class Format(StrEnum):
@@ -88,6 +89,22 @@ def assets_export(
     console_err.print(f"wrote {len(rows)} asset(s) to {escape(str(output))}")
 
 
+@assets_app.command("dependencies")
+def assets_dependencies(
+    config: ConfigOption,
+    output_format: Annotated[Format, typer.Option("--format", help="table, json (one object per line) or csv.")]
+    = Format.TABLE,
+) -> None:
+    """Third-party names the scans revealed outside the scope (never probed): where each was first seen, and when."""
+    store = _open(config)
+    try:
+        rows = [{"name": name, "asset": asset_id, "seen_from": seen_from, "reported_at": reported_at}
+                for name, asset_id, seen_from, reported_at in store.third_parties()]
+    finally:
+        store.close()
+    _write(rows, output_format, columns=DEPENDENCY_COLUMNS, title="third-party dependenc(ies)")
+
+
 def _open(config: Path) -> StateStore:
     loaded = load_config(config)
     path = loaded.state_dir / "state.sqlite"
@@ -119,17 +136,18 @@ def _row(record: AssetRecord, open_findings: int) -> dict[str, Any]:
             "open_findings": open_findings}
 
 
-def _write(rows: list[dict[str, Any]], output_format: Format, stream: TextIO | None = None) -> None:
+def _write(rows: list[dict[str, Any]], output_format: Format, stream: TextIO | None = None, *,
+           columns: tuple[str, ...] = COLUMNS, title: str = "asset(s)") -> None:
     out = stream or sys.stdout
     if output_format is Format.JSON:
         for row in rows:
             out.write(json.dumps(row) + "\n")
     elif output_format is Format.CSV:
-        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
-        writer.writerows({**row, "tags": ";".join(row["tags"])} for row in rows)
-    else:
-        table = Table(title=f"{len(rows)} asset(s)", title_justify="left")
+        writer.writerows({**row, "tags": ";".join(row["tags"])} if "tags" in row else row for row in rows)
+    elif columns is COLUMNS:
+        table = Table(title=f"{len(rows)} {title}", title_justify="left")
         for column in ("id", "source", "criticality", "owner", "last scanned", "open"):
             table.add_column(column, overflow="fold")
         for row in rows:
@@ -137,4 +155,11 @@ def _write(rows: list[dict[str, Any]], output_format: Format, stream: TextIO | N
                                                                      else "")),
                           row["criticality"], escape(row["owner"] or ""), row["last_scanned"] or "never",
                           str(row["open_findings"]))
+        Console(file=out).print(table)
+    else:
+        table = Table(title=f"{len(rows)} {title}", title_justify="left")
+        for column in columns:  # the name whole, however narrow the terminal: it is what one greps for
+            table.add_column(column.replace("_", " "), overflow="fold", no_wrap=column == columns[0])
+        for row in rows:
+            table.add_row(*(escape(str(row[column] or "")) for column in columns))
         Console(file=out).print(table)

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from connector.core.model import Asset, Finding
+from connector.core.model import Asset, Finding, fingerprint
 
 
 class Change(StrEnum):
@@ -63,6 +63,11 @@ class Drift:
     last_good_at: datetime
     detected_at: datetime
     scan_id: str
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable across scans, as a finding's is: SIEM alerts suppress on it and playbooks act on it."""
+        return fingerprint(f"drift.{self.kind}", self.asset.id, "", self.subject)
 
     @property
     def event_id(self) -> str:

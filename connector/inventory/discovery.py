@@ -33,6 +33,7 @@ from connector.core.lifecycle import AssetChange, StateChange, ThirdPartyDepende
 from connector.core.model import Asset, AssetReport, Criticality, Finding, Severity, Status, normalise_host
 from connector.inventory.assets import AssetRegister
 from connector.parsers import csp
+from connector.probes.guard import NameNotFound
 
 ROGUE_RULE = "inventory.rogue_asset"
 DISCOVERED_TAG = "discovered"
@@ -221,6 +222,12 @@ CREATE TABLE IF NOT EXISTS third_parties (
 """
 
 
+def reported_dependencies(db: sqlite3.Connection) -> list[tuple[str, str | None, str, str]]:
+    """(name, asset id, where seen, when reported) of every third-party dependency reported, by name."""
+    db.executescript(_SCHEMA)
+    return list(db.execute("SELECT name, asset_id, seen_from, reported_at FROM third_parties ORDER BY name"))
+
+
 class Discovery:
     """Judges each asset report's candidates against the scope; kept in the state database with the register."""
 
@@ -280,11 +287,6 @@ class Discovery:
                 [(dependency.name, dependency.asset.id if dependency.asset else None, dependency.seen_from,
                   dependency.at.isoformat()) for dependency in discovered.third_parties])
 
-    def third_parties(self) -> list[tuple[str, str | None, str, str]]:
-        """(name, asset id, where seen, when reported) of every dependency reported."""
-        return list(self._db.execute("SELECT name, asset_id, seen_from, reported_at FROM third_parties "
-                                     "ORDER BY name"))
-
     def _reported(self, names: list[str]) -> set[str]:
         reported: set[str] = set()
         for start in range(0, len(names), 500):  # SQLite's bound-parameter limit
@@ -296,29 +298,44 @@ class Discovery:
 
     async def _rogues(self, report: AssetReport, suspects: list[Candidate], resolve: Resolve) -> list[Finding]:
         """Names outside the scope and the inventory that resolve into an owned network; nothing is connected to.
-        A name whose lookup fails is not judged this time (the resolver does not tell NXDOMAIN from SERVFAIL
-        here), so an open rogue finding on it resolves if its check ran completely."""
+        A name whose lookup failed (a timeout, SERVFAIL) was not judged: it is an error finding of the rule, so an
+        open rogue finding on it stays open instead of resolving by absence. A name that does not exist is judged."""
         if not self.judge_rogues or not suspects:
             return []
         gate = asyncio.Semaphore(LOOKUPS_AT_ONCE)
 
-        async def addresses(candidate: Candidate) -> list[str]:
+        async def addresses(candidate: Candidate) -> list[str] | ProbeError:
             if is_ip(candidate.name):
                 return [candidate.name]
             async with gate:
                 try:
                     return await resolve(candidate.name)
-                except ProbeError:
+                except NameNotFound:
                     return []
+                except ProbeError as exc:
+                    return exc
 
         resolved = await asyncio.gather(*(addresses(candidate) for candidate in suspects))
         rogues = []
         for candidate, found in zip(suspects, resolved, strict=True):
+            if isinstance(found, ProbeError):
+                rogues.append(self._unjudged(report, candidate, found))
+                continue
             inside = {address: network for address in found
                       if (network := self.settings.scope.owned_network(address)) is not None}
             if inside:
                 rogues.append(self._rogue(report, candidate, inside))
         return rogues
+
+    def _unjudged(self, report: AssetReport, candidate: Candidate, error: ProbeError) -> Finding:
+        first = report.findings[0]
+        return Finding(
+            rule_id=ROGUE_RULE, check=candidate.check, status=Status.ERROR, severity=Severity.INFO,
+            message=f"could not tell whether {candidate.name} (seen as {candidate.seen_from}) is a rogue asset: "
+                    f"{error}",
+            asset=report.asset, subject=candidate.name, evidence={"name": candidate.name, "error": str(error)},
+            scan_id=first.scan_id, observed_at=first.observed_at, first_seen=first.observed_at,
+            last_seen=first.observed_at)
 
     def _rogue(self, report: AssetReport, candidate: Candidate, inside: dict[str, str]) -> Finding:
         """Reported under the check that revealed the name, so a run where that check did not run completely

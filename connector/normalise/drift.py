@@ -4,8 +4,10 @@ A drift is a change, not a state: ``event.kind: event``, ``event.category: [conf
 [change]``, ``event.action`` drift-<kind>, with a message that says what changed in words an analyst reads ("A
 record of shop.example.com changed from 192.0.2.1 to 192.0.2.7"). The before and after, and when each was
 observed, are under ``postern.drift``: ``last_good_at`` and ``detected_at`` bound when the change happened, which
-``bound_seconds`` measures (time to detect, as data). The fields are fixed, so they are written here rather than in
-a mapping file; host, server, url, dns and tls fields are set where the kind has them.
+``bound_seconds`` measures (time to detect, as data). ``rule.id`` drift.<kind> and a fingerprint per asset, kind
+and subject let SIEM alerts suppress on it and playbooks act on it as on a finding. The fields are fixed, so they
+are written here rather than in a mapping file; host, server, url, dns and tls fields are set where the kind has
+them.
 """
 
 from __future__ import annotations
@@ -63,10 +65,13 @@ def drift_ecs(drift: Drift, connector: dict[str, str]) -> dict[str, Any]:
         "ecs": {"version": ECS_VERSION},
         "event": {"kind": "event", "module": "postern", "dataset": DATASET, "id": drift.event_id,
                   "category": ["configuration"], "type": ["change"], "action": f"drift-{drift.kind}"},
+        "rule": {"id": f"drift.{drift.kind}", "name": f"{drift.kind} drift", "category": "drift"},
         "host": {"name": asset.host},
         "tags": list(asset.tags),
         "observer": observer(connector),
         "postern": {
+            "fingerprint": drift.fingerprint,
+            "severity": "info",  # a change, not a failure: playbooks match it by rule.id drift.<kind>
             "drift": {"kind": drift.kind, "subject": drift.subject, "before": _shaped(drift.kind, drift.before),
                       "after": _shaped(drift.kind, drift.after), "detected_at": timestamp(drift.detected_at),
                       "last_good_at": timestamp(drift.last_good_at), "bound_seconds": _bound(drift)},
@@ -102,6 +107,7 @@ def drift_cef(drift: Drift, connector: dict[str, str]) -> str:
         "request": drift.subject if drift.kind in _ROUTED else None, "dvchost": connector["hostname"],
         "cs1": drift.subject, "cs1Label": "driftSubject", "cs2": asset.owner, "cs2Label": "assetOwner",
         "cs3": asset.criticality.value, "cs3Label": "assetCriticality",
+        "cs4": drift.fingerprint, "cs4Label": "findingFingerprint",
         "cs5": _compact(drift.before), "cs5Label": "driftBefore",
         "cs6": _compact(drift.after), "cs6Label": "driftAfter",
         "cn1": _bound(drift), "cn1Label": "boundSeconds", "PosternPostureScanId": drift.scan_id,

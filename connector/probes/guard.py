@@ -99,15 +99,28 @@ class Resolver:
         except TimeoutError as exc:
             raise ProbeError(f"{host}: name resolution timed out after {self._timeout:g}s", kind="dns") from exc
         except socket.gaierror as exc:
+            if exc.errno in _NO_SUCH_NAME:
+                raise NameNotFound(f"{host}: cannot resolve host name: {exc.strerror}") from exc
             raise ProbeError(f"{host}: cannot resolve host name: {exc.strerror}", kind="dns") from exc
         if not found:
-            raise ProbeError(f"{host}: host name has no addresses ({self.source})", kind="dns")
+            raise NameNotFound(f"{host}: host name has no addresses ({self.source})")
         return list(dict.fromkeys(found))
 
     @staticmethod
     async def _system(host: str, port: int) -> list[str]:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         return [str(info[4][0]) for info in infos]
+
+
+class NameNotFound(ProbeError):
+    """The name has no address (NXDOMAIN, no A or AAAA record): an answer, where a timeout or SERVFAIL is not."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="dns")
+
+
+# getaddrinfo's answers that the name has no address, as against a resolver it could not ask
+_NO_SUCH_NAME = {socket.EAI_NONAME} | ({socket.EAI_NODATA} if hasattr(socket, "EAI_NODATA") else set())
 
 
 class OutboundGuard:

@@ -109,7 +109,7 @@ class Sidecar:
     async def rescan_now(self, asset: Asset, changed: list[str]) -> bool:
         """The watch lane saw ``changed``: every check of the asset, now, outside its schedule."""
         if asset.id in self.in_flight:
-            return True  # a scan of it is running and will see the change
+            return False  # a scan of it is running, maybe begun before the change: the next sentinel tries again
         self.in_flight.add(asset.id)
         try:
             plan = ScanPlan([asset], self.checks, self.overrides)

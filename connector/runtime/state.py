@@ -20,7 +20,7 @@ from connector.core.lifecycle import AssetChange
 from connector.core.model import Asset, Severity
 from connector.inventory.assets import AssetRegister
 from connector.inventory.baselines import BaselineStore
-from connector.inventory.discovery import Discovery, InventorySettings
+from connector.inventory.discovery import Discovery, InventorySettings, reported_dependencies
 from connector.inventory.lifecycle import FindingLedger
 from connector.scan.sentinel import Sentinel
 
@@ -75,6 +75,9 @@ class StateStore:
         """Discovery over this store's register, with its record of the dependencies already reported."""
         return Discovery(self._db, self.assets, settings, catalog, rogue_rule=rogue_rule,
                          rogue_severity=rogue_severity)
+
+    def third_parties(self) -> list[tuple[str, str | None, str, str]]:
+        return reported_dependencies(self._db)
 
     def slot(self, asset_id: str) -> tuple[datetime, bool] | None:
         """The asset's last scheduled slot and whether its scan completed."""

@@ -39,6 +39,9 @@ class WatchSettings(BaseModel):
     interval: Duration = Field(default=timedelta(seconds=60), description="each watched asset once per interval")
     criticality: list[Criticality] = Field(default_factory=lambda: [Criticality.CRITICAL],
                                            description="the assets watched, by criticality")
+    sentinel_concurrency: int = Field(default=32, ge=1, le=1024, description="sentinels in flight at once")
+    rescan_concurrency: int = Field(default=8, ge=1, le=256,
+                                    description="full scans started by a changed sentinel, at once")
 
 
 # starts the full checks of an asset; returns whether their events are durable
@@ -56,36 +59,56 @@ class WatchLane:
         self.clock = clock
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Round-robin over the watched assets, one every ``interval / len(watched)``, until ``stop``."""
+        """Start a sentinel of each watched asset every ``interval / len(watched)``, round-robin, until ``stop``.
+
+        Each sentinel and the full checks it starts run as a task of their own, so a slow handshake or a rescan
+        delays neither the other assets' sentinels nor the schedule: a lane that waited for them fell minutes
+        behind on a busy estate. An asset whose last sentinel (or rescan) is still running skips its turn."""
         if not self.settings.enabled or not self.watched:
             return
         gap = self.settings.interval.total_seconds() / len(self.watched)
         log.info("watch lane started", extra={"assets": len(self.watched), "gap_seconds": round(gap, 3)})
+        sentinels = asyncio.Semaphore(self.settings.sentinel_concurrency)
+        rescans = asyncio.Semaphore(self.settings.rescan_concurrency)
+        busy: dict[str, asyncio.Task[None]] = {}
         next_at = time.monotonic()
-        while not stop.is_set():
-            for asset in self.watched:
-                if stop.is_set():
-                    break
-                try:
-                    await self.check(asset)
-                except Exception:
-                    log.exception("watch lane: sentinel failed", extra={"asset": asset.id})
-                next_at += gap
-                delay = next_at - time.monotonic()
-                if delay < 0:  # behind schedule (a slow sentinel, a rescan): start the next one now, don't burst
-                    next_at = time.monotonic()
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
-
-    async def check(self, asset: Asset) -> Sentinel:
-        """One sentinel of ``asset``; a difference from the last one starts its full checks."""
-        ctx = ScanContext(self.scan, now=self.clock())
-        ctx.configure([asset])
         try:
-            sentinel = await asyncio.wait_for(observe(asset, ctx), timeout=self.scan.connect_timeout * 3)
+            while not stop.is_set():
+                for asset in self.watched:
+                    if stop.is_set():
+                        break
+                    if asset.id not in busy:
+                        busy[asset.id] = asyncio.create_task(self._turn(asset, sentinels, rescans, busy))
+                    next_at += gap
+                    delay = next_at - time.monotonic()
+                    if delay < 0:  # behind schedule (a stalled loop): go on from now, don't burst
+                        next_at = time.monotonic()
+                        continue
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=delay)
         finally:
-            await ctx.aclose()
+            for task in list(busy.values()):
+                task.cancel()
+            await asyncio.gather(*busy.values(), return_exceptions=True)
+
+    async def _turn(self, asset: Asset, sentinels: asyncio.Semaphore, rescans: asyncio.Semaphore,
+                    busy: dict[str, asyncio.Task[None]]) -> None:
+        try:
+            await self.check(asset, sentinels, rescans)
+        except Exception:
+            log.exception("watch lane: sentinel failed", extra={"asset": asset.id})
+        finally:
+            busy.pop(asset.id, None)
+
+    async def check(self, asset: Asset, sentinels: asyncio.Semaphore, rescans: asyncio.Semaphore) -> Sentinel:
+        """One sentinel of ``asset``; a difference from the last one starts its full checks."""
+        async with sentinels:
+            ctx = ScanContext(self.scan, now=self.clock())
+            ctx.configure([asset])
+            try:
+                sentinel = await asyncio.wait_for(observe(asset, ctx), timeout=self.scan.connect_timeout * 3)
+            finally:
+                await ctx.aclose()
         observed_at = self.clock()
         before = self.state.sentinel(asset.id)
         changed = sentinel.differences(before) if before is not None else []
@@ -101,7 +124,9 @@ class WatchLane:
             return sentinel
         metrics.WATCH_SENTINELS.labels("changed").inc()
         log.info("watch lane: change seen, scanning the asset now", extra={"asset": asset.id, "changed": changed})
-        if await self.rescan(asset, changed):
+        async with rescans:
+            rescanned = await self.rescan(asset, changed)
+        if rescanned:
             self.state.record_sentinel(asset.id, _merged(sentinel, before), observed_at)
         return sentinel
 

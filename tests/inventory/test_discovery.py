@@ -86,6 +86,8 @@ def test_in_scope_names_become_assets_and_out_of_scope_ones_are_reported_once_an
         first = scan(config, tmp_path / "first.jsonl", "certificate,dns,https,headers,content")
         second = scan(config, tmp_path / "second.jsonl", "certificate,dns,https,headers,content")
         inventory = listed(config)
+        dependency_rows = connector("assets", "dependencies", "-c", str(config), "--format", "json")
+        dependency_table = connector("assets", "dependencies", "-c", str(config))
     observer.assert_untouched()
 
     created = {doc["entity"]["id"]: doc for doc in by_action(first, "asset-created")}
@@ -106,6 +108,13 @@ def test_in_scope_names_become_assets_and_out_of_scope_ones_are_reported_once_an
     assert dependencies["cdn.partner.test"]["event"] | {"id": None} == {
         "kind": "event", "module": "postern", "dataset": "postern.assets", "id": None,
         "category": ["configuration"], "type": ["info"], "action": "third-party-dependency"}
+
+    assert dependency_rows.returncode == 0, dependency_rows.stderr
+    rows = {row["name"]: row for row in map(json.loads, dependency_rows.stdout.splitlines())}
+    assert set(rows) == set(dependencies) and rows["cdn.partner.test"]["asset"] == "shop.disc.test"
+    assert rows["widgets.partner.test"]["seen_from"].startswith("CSP script-src of")
+    assert "3 third-party dependenc(ies)" in dependency_table.stdout and "widgets.partner.test" in \
+        dependency_table.stdout
 
     api = inventory["api.disc.test"]
     assert api["source"] == "discovered" and api["tags"] == ["discovered"] and api["criticality"] == "low"
@@ -162,6 +171,31 @@ def test_a_name_resolving_into_an_owned_network_outside_the_inventory_is_a_rogue
     # a public partner is a dependency, not a rogue; a rogue is not reported as a dependency too
     assert {doc["postern"]["dependency"]["name"] for doc in by_action(first, "third-party-dependency")} == {
         "public.elsewhere.test"}
+
+
+def test_a_rogue_whose_lookup_fails_stays_open_and_resolves_once_the_name_is_gone(
+        pki: Pki, tmp_path: Path, nameserver: DnsServer) -> None:
+    names = ["shop.rogue.test", "intranet.elsewhere.test"]
+    with site("shop.rogue.test", pki.intermediate.issue(names), https_routes=hardened_routes()) as shop:
+        config = write_config(tmp_path, pki, nameserver, [shop.asset.model_dump(mode="json", exclude_none=True)],
+                              {"scope": {"suffixes": ["rogue.test"], "cidrs": ["127.0.0.0/8"]}})
+        opened = scan(config, tmp_path / "opened.jsonl", "certificate")
+        others = [zone for zone in zones() if zone.origin != "elsewhere.test."]
+        nameserver.reload(others, servfail=["elsewhere.test."])  # the resolver cannot answer for the name
+        blind = scan(config, tmp_path / "blind.jsonl", "certificate")
+        nameserver.reload([*others, Zone("elsewhere.test.", [])], servfail=[])  # the name is gone
+        gone = scan(config, tmp_path / "gone.jsonl", "certificate")
+
+    def rogue(documents: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
+        return [doc for doc in by_action(documents, action) if doc["rule"]["id"] == "inventory.rogue_asset"]
+
+    assert [doc["postern"]["subject"] for doc in rogue(opened, "finding-opened")] == ["intranet.elsewhere.test"]
+    assert rogue(blind, "finding-resolved") == [], "a lookup that failed must not resolve the rogue finding"
+    [unjudged] = [doc for doc in blind if doc["event"]["kind"] == "state"
+                  and doc["rule"]["id"] == "inventory.rogue_asset"]
+    assert unjudged["postern"]["status"] == "error" and "could not tell whether intranet.elsewhere.test" in \
+        unjudged["message"]
+    assert [doc["postern"]["subject"] for doc in rogue(gone, "finding-resolved")] == ["intranet.elsewhere.test"]
 
 
 def test_a_seed_list_adds_its_names_in_scope_and_reports_the_others_once(pki: Pki, tmp_path: Path,

@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 
 from connector.core.errors import ConfigError
+from connector.core.lifecycle import Drift
+from connector.core.model import Asset, Criticality
+from connector.normalise.drift import drift_ecs
 from connector.respond.actions.base import StepContext
 from connector.respond.actions.suppress import SuppressAction, SuppressSettings
 from connector.respond.engine import Decision, PlaybookEngine, RunLedger
@@ -50,7 +53,8 @@ def callback(planner: PlaybookEngine, payload: dict[str, Any], key: str, kind: s
 def test_the_shipped_playbooks_are_valid() -> None:
     names = {playbook.name for playbook in load_playbooks(PLAYBOOKS)}
     assert names == {"cert-expiring-notify-owner", "cert-expiring-ticket", "critical-exposure-page",
-                     "high-finding-ticket", "routine-daily-digest", "resolved-finding-close-ticket"}
+                     "high-finding-ticket", "routine-daily-digest", "resolved-finding-close-ticket",
+                     "drift-critical-notify-owner"}
 
 
 def test_errors_name_the_file_and_line(tmp_path: Path) -> None:
@@ -75,6 +79,32 @@ def test_a_critical_exposure_pages_and_files_a_ticket_with_the_findings_fields(t
     assert all(step.decision is Decision.QUEUED for step in planned)
     queued = {job.action for job in planner.queue.jobs() if job.action != "playbooks.plan"}
     assert queued == {"notify.pagerduty", "ticket.jira"}  # and high-finding-ticket's ticket, same action
+
+
+def drift_alert(criticality: Criticality, date: str) -> dict[str, Any]:
+    """A Kibana webhook body whose alert is the connector's own drift event: a certificate replaced."""
+    asset = Asset(host="pay.example.test", owner="pay-team@example.test",
+                  criticality=criticality)
+    drift = Drift("certificate", asset, "443", {"sha256": "aa", "issuer": "CN=Old", "not_after": "2027-01-01"},
+                  {"sha256": "bb", "issuer": "CN=New", "not_after": "2027-06-01"}, MONDAY_NOON - timedelta(minutes=1),
+                  MONDAY_NOON, "scan-1")
+    document = drift_ecs(drift, {"version": "1", "hostname": "sidecar", "name": "sidecar"})
+    return {"rule": {"id": "rule-drift"}, "alert": {"uuid": f"uuid-{criticality}"}, "date": date, "alerts": [document]}
+
+
+def test_a_drift_on_a_critical_asset_mails_its_owner_once_per_hour(tmp_path: Path) -> None:
+    planner = engine(tmp_path)
+    planned = planner.plan_callback(callback(planner, drift_alert(Criticality.CRITICAL, "d1"), "d-1"), MONDAY_NOON)
+    [mail] = [step for step in planned if step.playbook == "drift-critical-notify-owner"]
+    assert mail.decision is Decision.QUEUED and mail.params["to"] == "pay-team@example.test"
+    assert mail.params["subject"] == "Change on pay.example.test: certificate"
+    assert "replaced (issuer CN=New" in mail.params["body"]
+    again = planner.plan_callback(callback(planner, drift_alert(Criticality.CRITICAL, "d2"), "d-2"),
+                                  MONDAY_NOON + timedelta(minutes=10))
+    assert [step.decision for step in again if step.playbook == "drift-critical-notify-owner"] == [Decision.SKIPPED]
+    routine = planner.plan_callback(callback(planner, drift_alert(Criticality.LOW, "d3"), "d-3"), MONDAY_NOON)
+    assert [step for step in routine if step.playbook == "drift-critical-notify-owner"] == []
+    assert all(step.playbook != "high-finding-ticket" for step in planned + routine)  # a change is not a failure
 
 
 def test_a_storm_of_alerts_about_one_finding_is_one_run(tmp_path: Path) -> None:

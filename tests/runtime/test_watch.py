@@ -3,18 +3,24 @@ scheduled scan (a day later for critical assets)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from connector.core.model import Asset, Criticality
+from connector.runtime.state import StateStore
+from connector.runtime.watch import WatchLane, WatchSettings
+from connector.scan.context import ScanSettings
 from connector.scan.sentinel import Sentinel
 from support.cli import connector_process
 from support.pki import Pki
-from support.sites import hardened_routes, site
+from support.sites import Site, hardened_routes, site
 from support.waiting import wait_until
 
 QUICK_CHECKS = {name: {"enabled": False} for name in (
@@ -77,3 +83,38 @@ def test_a_part_the_sentinel_could_not_see_is_not_a_change() -> None:
     assert flaky.differences(healthy) == []
     assert sentinel(certificate="bb").differences(healthy) == ["certificate"]
     assert sentinel(dns={"A": ["192.0.2.7"]}).differences(flaky) == ["dns"]
+
+
+def test_a_slow_rescan_of_one_asset_does_not_delay_the_sentinels_of_the_others(pki: Pki, tmp_path: Path) -> None:
+    rescanned: dict[str, float] = {}
+
+    async def rescan(asset: Asset, changed: list[str]) -> bool:
+        rescanned.setdefault(asset.id, time.monotonic())
+        await asyncio.sleep(20 if asset.host == "slow.watch.test" else 0)  # a full scan of a slow site
+        return True
+
+    async def drill(slow: Site, quick: Site) -> float:
+        state = StateStore(tmp_path / "state.sqlite")
+        watched = [site.asset.model_copy(update={"criticality": Criticality.CRITICAL}) for site in (slow, quick)]
+        lane = WatchLane(WatchSettings(interval=timedelta(seconds=0.5)),
+                         ScanSettings(ca_bundle=pki.bundle, connect_timeout=2), state, watched, rescan)
+        stop = asyncio.Event()
+        running = asyncio.create_task(lane.run(stop))
+        await asyncio.sleep(1.5)  # every asset has a sentinel
+        slow.https.routes["/"] = hardened_routes(drop=("Content-Security-Policy",))["/"]
+        await asyncio.sleep(1.5)  # the slow asset's rescan has begun and takes its 20 s
+        quick.https.routes["/"] = hardened_routes(drop=("Content-Security-Policy",))["/"]
+        changed_at = time.monotonic()
+        while quick.asset.id not in rescanned and time.monotonic() - changed_at < 15:
+            await asyncio.sleep(0.05)
+        stop.set()
+        await running
+        state.close()
+        return rescanned.get(quick.asset.id, float("inf")) - changed_at
+
+    with site("slow.watch.test", pki.intermediate.issue(["slow.watch.test"]), https_routes=hardened_routes()) as slow, \
+            site("quick.watch.test", pki.intermediate.issue(["quick.watch.test"]),
+                 https_routes=hardened_routes()) as quick:
+        delay = asyncio.run(drill(slow, quick))
+    assert "slow.watch.test" in rescanned
+    assert delay < 3, f"the quick asset's change waited {delay:.1f} s behind the slow asset's rescan"
