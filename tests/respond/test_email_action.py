@@ -27,7 +27,8 @@ def mailbox(pki: Pki, tmp_path: Path) -> Iterator[Mailbox]:
 
 def responder(tmp_path: Path, mailbox: Mailbox, pki: Pki, **email: Any) -> tuple[Responder, AuditTrail]:
     settings = {"host": mailbox.host, "port": mailbox.port, "sender": "postern@example.test",
-                "username": "postern", "password": "relay-password-123", "ca_bundle": str(pki.bundle), **email}
+                "username": "postern", "password": "relay-password-123", "ca_bundle": str(pki.bundle),
+                "outbound": {"allow": ["127.0.0.0/8"]}, **email}
     config = RespondConfig.model_validate({
         "port": 0, "sources": [{"name": "ta", "kind": "splunk", "auth": "signature", "secret": "k" * 32}],
         "actions": {"notify.email": settings}})
