@@ -123,12 +123,16 @@ class NameNotFound(ProbeError):
 _NO_SUCH_NAME = {socket.EAI_NONAME} | ({socket.EAI_NODATA} if hasattr(socket, "EAI_NODATA") else set())
 
 
-class OutboundGuard:
-    """Resolve once, check every address, hand back the one to connect to."""
+class AddressPolicy:
+    """Which resolved addresses may be reached: the judgement the scan's probes and the SOAR actions share.
 
-    def __init__(self, resolver: Resolver, settings: GuardSettings | None = None) -> None:
-        self.resolver = resolver
+    ``refusal`` ends the message of a refusal, telling where to allow the range: the scan and each action have
+    their own allowlist."""
+
+    def __init__(self, settings: GuardSettings | None = None, *,
+                 refusal: str = "not the asset's address and not allowlisted (scan.outbound.allow)") -> None:
         self._allow = (settings or GuardSettings()).allow
+        self._refusal = refusal
 
     def denial(self, address: str, own: Collection[str] = ()) -> str | None:
         """Why ``address`` may not be reached (the range's name), or None when it may."""
@@ -144,12 +148,8 @@ class OutboundGuard:
                 return label
         return None
 
-    async def address(self, host: str, port: int, *, own: Collection[str] = (), lives_there: bool = False) -> str:
-        """The address to connect to for ``host``. ``lives_there``: the asset itself is ``host``, so wherever it
-        resolves is where it lives; ``own``: addresses an asset is configured or known to live at."""
-        addresses = await self.resolver.addresses(host, port)
-        if lives_there:
-            return addresses[0]
+    def check(self, host: str, addresses: list[str], own: Collection[str] = ()) -> str:
+        """The first of ``host``'s resolved ``addresses``, once all of them pass; OutboundDenied otherwise."""
         refused = [(address, reason) for address in addresses if (reason := self.denial(address, own))]
         if refused:
             # One internal answer is enough to refuse: a client picking among the answers may pick that one.
@@ -157,5 +157,21 @@ class OutboundGuard:
                 what = f"{host} is {refused[0][1]}"
             else:
                 what = f"{host} resolves to " + ", ".join(f"{address} ({reason})" for address, reason in refused)
-            raise OutboundDenied(f"{what}: not the asset's address and not allowlisted (scan.outbound.allow)")
+            raise OutboundDenied(f"{what}: {self._refusal}")
         return addresses[0]
+
+
+class OutboundGuard(AddressPolicy):
+    """Resolve once, check every address, hand back the one to connect to."""
+
+    def __init__(self, resolver: Resolver, settings: GuardSettings | None = None) -> None:
+        super().__init__(settings)
+        self.resolver = resolver
+
+    async def address(self, host: str, port: int, *, own: Collection[str] = (), lives_there: bool = False) -> str:
+        """The address to connect to for ``host``. ``lives_there``: the asset itself is ``host``, so wherever it
+        resolves is where it lives; ``own``: addresses an asset is configured or known to live at."""
+        addresses = await self.resolver.addresses(host, port)
+        if lives_there:
+            return addresses[0]
+        return self.check(host, addresses, own)

@@ -33,6 +33,7 @@ class ChatEmulator:
         self.slack: list[dict[str, Any]] = []
         self.teams: list[dict[str, Any]] = []
         self.webhooks: dict[str, Any] = {}
+        self.webhook_hosts: list[str] = []  # the Host header of each verified webhook
         self.faults: deque[int] = deque()
         self._verifier = Webhook(webhook_secret)
         self._server: uvicorn.Server | None = None
@@ -111,4 +112,5 @@ class ChatEmulator:
         except WebhookVerificationError as exc:
             return JSONResponse({"error": str(exc)}, 401)
         self.webhooks.setdefault(request.headers["webhook-id"], body)
+        self.webhook_hosts.append(request.headers.get("host", ""))
         return Response(status_code=204)

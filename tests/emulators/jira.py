@@ -1,6 +1,8 @@
-"""A strict Jira Cloud REST v3 emulator on 127.0.0.1: the few endpoints ``ticket.jira`` uses, as documented.
+"""A strict Jira emulator on 127.0.0.1: the few endpoints ``ticket.jira`` uses, as documented, in two flavours.
 
-Sources, cited in comments by tag:
+``cloud`` is Jira Cloud REST v3; ``datacenter`` is Jira Server / Data Center REST v2, which has no v3 (404).
+
+Cloud sources, cited in comments by tag:
 - [CREATE]  developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issues/#api-rest-api-3-issue-post
 - [ADF]     developer.atlassian.com/cloud/jira/platform/apis/document/structure/ (doc, version 1, content)
 - [JQL]     .../api-group-issue-search/#api-rest-api-3-search-jql-get (the old /search is removed: 410)
@@ -8,6 +10,17 @@ Sources, cited in comments by tag:
 - [TRANS]   .../api-group-issues/#api-rest-api-3-issue-issueidorkey-transitions-get / -post
 - [AUTH]    developer.atlassian.com/cloud/jira/platform/basic-auth-for-rest-apis/ (email + API token)
 - [RATE]    developer.atlassian.com/cloud/jira/platform/rate-limiting/ (429 with Retry-After)
+
+Data Center sources (docs.atlassian.com/software/jira/docs/api/REST/latest/):
+- [CREATE2]  POST /rest/api/2/issue: ``description`` is a string (wiki markup); an object is refused with
+             "Operation value must be a string", as Jira answers any non-string for a text field
+- [SEARCH2]  GET /rest/api/2/search?jql=: ``startAt``, ``maxResults``, ``total``, ``issues``
+- [COMMENT2] POST /rest/api/2/issue/{key}/comment: ``body`` is a string
+- [TRANS2]   GET / POST /rest/api/2/issue/{key}/transitions (204)
+- [PAT]      confluence.atlassian.com/enterprise/using-personal-access-tokens-1026032365.html
+             (``Authorization: Bearer <token>``, Jira 8.14+); 401 otherwise
+- [RATE2]    confluence.atlassian.com/adminjiraserver/improving-instance-stability-with-rate-limiting-983794911.html
+             (429 with Retry-After)
 
 Search is eventually consistent [JQL]: an issue is found only ``search_lag`` seconds after it was created, so a
 client that relies on search alone to avoid duplicates is caught creating two.
@@ -21,6 +34,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -56,32 +70,57 @@ def _is_adf(value: Any) -> bool:
 
 
 class JiraEmulator:
-    def __init__(self, *, email: str = "bot@example.test", api_token: str = "jira-api-token-0123456789",
-                 projects: tuple[str, ...] = ("SEC",), search_lag: float = 0.0) -> None:
-        self.email, self.api_token, self.projects, self.search_lag = email, api_token, projects, search_lag
+    def __init__(self, *, flavour: str = "cloud", email: str = "bot@example.test",
+                 api_token: str = "jira-api-token-0123456789", personal_access_token: str = "NDc4OTc2pat0123456789",
+                 projects: tuple[str, ...] = ("SEC",), search_lag: float = 0.0,
+                 tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: (certificate chain, key) to serve HTTPS, as a Data Center behind its own CA does."""
+        if flavour not in {"cloud", "datacenter"}:
+            raise ValueError(f"flavour: cloud or datacenter, not {flavour!r}")
+        self.flavour, self.tls = flavour, tls
+        self.email, self.api_token, self.personal_access_token = email, api_token, personal_access_token
+        self.projects, self.search_lag = projects, search_lag
         self.issues: dict[str, Issue] = {}
         self.requests: list[tuple[str, str]] = []
+        self.hosts: list[str] = []  # the Host header of each request
         self.faults: deque[int] = deque()  # statuses to answer next, one per request: 429, 500, 503
         self.retry_after = 1
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
         self.url = ""
 
+    @property
+    def api(self) -> str:
+        return "/rest/api/3" if self.flavour == "cloud" else "/rest/api/2"
+
+    @property
+    def search_path(self) -> str:
+        return "/rest/api/3/search/jql" if self.flavour == "cloud" else "/rest/api/2/search"
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.servers[0].sockets[0].getsockname()[1])
+
     def __enter__(self) -> JiraEmulator:
+        if self.flavour == "cloud":
+            search = [Route("/rest/api/3/search/jql", self._search, methods=["GET"]),
+                      Route("/rest/api/3/search", self._removed_search, methods=["GET", "POST"])]
+        else:
+            search = [Route("/rest/api/2/search", self._search, methods=["GET"])]
         app = Starlette(routes=[
-            Route("/rest/api/3/issue", self._create, methods=["POST"]),
-            Route("/rest/api/3/search/jql", self._search, methods=["GET"]),
-            Route("/rest/api/3/search", self._removed_search, methods=["GET", "POST"]),
-            Route("/rest/api/3/issue/{key}/comment", self._comment, methods=["POST"]),
-            Route("/rest/api/3/issue/{key}/transitions", self._transitions, methods=["GET", "POST"]),
+            Route(f"{self.api}/issue", self._create, methods=["POST"]), *search,
+            Route(f"{self.api}/issue/{{key}}/comment", self._comment, methods=["POST"]),
+            Route(f"{self.api}/issue/{{key}}/transitions", self._transitions, methods=["GET", "POST"]),
         ])
+        certfile, keyfile = self.tls or (None, None)
         self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
-                                                     access_log=False, lifespan="off"))
+                                                     access_log=False, lifespan="off",
+                                                     ssl_certfile=certfile, ssl_keyfile=keyfile))
         thread = threading.Thread(target=self._server.run, name="jira-emulator", daemon=True)
         thread.start()
         wait_until(lambda: self._server is not None and self._server.started)
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -89,10 +128,14 @@ class JiraEmulator:
             self._server.should_exit = True
 
     def _gate(self, request: Request) -> Response | None:
-        """Authentication [AUTH], then an injected fault [RATE], for every request."""
+        """Authentication [AUTH] [PAT], then an injected fault [RATE] [RATE2], for every request."""
         self.requests.append((request.method, request.url.path))
-        expected = base64.b64encode(f"{self.email}:{self.api_token}".encode()).decode()
-        if request.headers.get("authorization") != f"Basic {expected}":
+        self.hosts.append(request.headers.get("host", ""))
+        if self.flavour == "cloud":
+            expected = "Basic " + base64.b64encode(f"{self.email}:{self.api_token}".encode()).decode()
+        else:
+            expected = f"Bearer {self.personal_access_token}"
+        if request.headers.get("authorization") != expected:
             return Response("Client must be authenticated to access this resource.", 401,
                             media_type="text/plain")
         if self.faults:
@@ -124,9 +167,11 @@ class JiraEmulator:
         issuetype = fields.get("issuetype")
         if not isinstance(issuetype, dict) or not (issuetype.get("name") or issuetype.get("id")):
             problems["issuetype"] = "Specify an issue type"
-        if "description" in fields and not _is_adf(fields["description"]):
+        if "description" in fields and self.flavour == "cloud" and not _is_adf(fields["description"]):
             problems["description"] = "Operation value must be an Atlassian Document (see the Atlassian Document " \
                                       "Format)"  # v3 takes ADF only; a plain string is a v2 habit [ADF]
+        if "description" in fields and self.flavour == "datacenter" and not isinstance(fields["description"], str):
+            problems["description"] = "Operation value must be a string"  # wiki markup; ADF is Cloud's [CREATE2]
         labels = fields.get("labels", [])
         if not isinstance(labels, list) or any(not isinstance(label, str) or re.search(r"\s", label)
                                                for label in labels):
@@ -138,7 +183,7 @@ class JiraEmulator:
             issue = Issue(str(10000 + number), f"{project['key']}-{number}", fields, time.monotonic())
             self.issues[issue.key] = issue
         return JSONResponse({"id": issue.id, "key": issue.key,
-                             "self": f"{self.url}/rest/api/3/issue/{issue.id}"}, 201)
+                             "self": f"{self.url}{self.api}/issue/{issue.id}"}, 201)
 
     async def _search(self, request: Request) -> Response:
         if (refused := self._gate(request)) is not None:
@@ -152,9 +197,10 @@ class JiraEmulator:
         visible = time.monotonic() - self.search_lag
         found = [issue for issue in self.issues.values() if match.group(1) in issue.fields.get("labels", [])
                  and issue.created <= visible and not (open_only and issue.status == "Done")]
-        return JSONResponse({"issues": [{"id": issue.id, "key": issue.key,
-                                         "fields": {"status": {"name": issue.status}}} for issue in found],
-                             "isLast": True})
+        issues = [{"id": issue.id, "key": issue.key, "fields": {"status": {"name": issue.status}}} for issue in found]
+        if self.flavour == "datacenter":  # [SEARCH2]
+            return JSONResponse({"startAt": 0, "maxResults": 50, "total": len(issues), "issues": issues})
+        return JSONResponse({"issues": issues, "isLast": True})
 
     async def _removed_search(self, request: Request) -> Response:
         return _errors(410, messages=["The requested API has been removed. Please migrate to /rest/api/3/search/jql"])
@@ -166,8 +212,12 @@ class JiraEmulator:
         if issue is None:
             return _errors(404, messages=["Issue does not exist or you do not have permission to see it."])
         body = await request.json()
-        if not _is_adf(body.get("body")):
+        if self.flavour == "cloud" and not _is_adf(body.get("body")):
             return _errors(400, {"comment": "Comment body must be an Atlassian Document."})
+        if self.flavour == "datacenter" and not isinstance(body.get("body"), str):  # wiki markup [COMMENT2]
+            return _errors(400, messages=["Can not deserialize instance of java.lang.String out of START_OBJECT"])
+        if self.flavour == "datacenter" and not body["body"].strip():
+            return _errors(400, {"comment": "Comment body can not be empty!"})
         issue.comments.append(body["body"])
         return JSONResponse({"id": str(len(issue.comments))}, 201)
 

@@ -27,7 +27,8 @@ def mailbox(pki: Pki, tmp_path: Path) -> Iterator[Mailbox]:
 
 def responder(tmp_path: Path, mailbox: Mailbox, pki: Pki, **email: Any) -> tuple[Responder, AuditTrail]:
     settings = {"host": mailbox.host, "port": mailbox.port, "sender": "postern@example.test",
-                "username": "postern", "password": "relay-password-123", "ca_bundle": str(pki.bundle), **email}
+                "username": "postern", "password": "relay-password-123", "ca_bundle": str(pki.bundle),
+                "outbound": {"allow": ["127.0.0.0/8"]}, **email}
     config = RespondConfig.model_validate({
         "port": 0, "sources": [{"name": "ta", "kind": "splunk", "auth": "signature", "secret": "k" * 32}],
         "actions": {"notify.email": settings}})
@@ -79,6 +80,17 @@ def test_an_unreachable_server_is_retried_not_dropped(tmp_path: Path, mailbox: M
     [job] = [job for job in planner.queue.jobs() if job.action == "notify.email"]
     assert job.state is JobState.PENDING and job.attempts == 1 and "Connection refused" in (job.last_error or "")
     assert "playbook-step-failed" in actions(audit) and "will retry" in audit[-1].reason
+
+
+def test_a_relay_known_by_name_is_reached_at_its_pinned_address_over_starttls(pki: Pki, tmp_path: Path) -> None:
+    """The certificate names only mail.example.test, which resolves nowhere: the message arrives because the
+    connection went to the checked address while STARTTLS verified the name."""
+    with smtp_server(pki, tmp_path, "postern", "relay-password-123", names=("mail.example.test",)) as relay:
+        planner, audit = responder(tmp_path, relay, pki, host="mail.example.test", outbound={
+            "allow": ["127.0.0.0/8"], "resolve": {"mail.example.test": "127.0.0.1"}})
+        expiring_callback(planner)
+        planner.run_pending("notify.email")
+    assert len(relay.messages) == 1 and "playbook-step-succeeded" in actions(audit)
 
 
 def test_a_wrong_action_setting_is_a_config_error_naming_it() -> None:

@@ -67,7 +67,8 @@ def test_killed_at_random_moments_the_responder_files_one_ticket_per_finding(tmp
                                      "rate_limit": 1000}],
                         "queue": {"backoff_base": "0.1s", "lease": "2s"},
                         "actions": {"ticket.jira": {"url": jira.url, "email": jira.email,
-                                                    "api_token": jira.api_token, "project": "SEC"}}}}))
+                                                    "api_token": jira.api_token, "project": "SEC",
+                                                    "outbound": {"allow": ["127.0.0.0/8"]}}}}}))
         pending = list(range(CALLBACKS))
         for _ in range(ROUNDS):
             process = subprocess.Popen([sys.executable, "-m", "connector", "respond", "-c", str(config)],

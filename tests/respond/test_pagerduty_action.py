@@ -31,7 +31,8 @@ def context(tmp_path: Path) -> StepContext:
 
 def action(pagerduty: PagerDutyEmulator, **changes: str) -> PagerDutyAction:
     return PagerDutyAction(PagerDutySettings.model_validate(
-        {"routing_key": pagerduty.routing_key, "url": pagerduty.url, **changes}))
+        {"routing_key": pagerduty.routing_key, "url": pagerduty.url, "outbound": {"allow": ["127.0.0.0/8"]},
+         **changes}))
 
 
 def test_repeated_triggers_are_one_alert_and_resolve_closes_it(tmp_path: Path, pagerduty: PagerDutyEmulator) -> None:

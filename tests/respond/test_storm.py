@@ -36,8 +36,9 @@ def test_a_storm_of_callbacks_for_one_finding_is_one_ticket_and_one_page(tmp_pat
             "host": "127.0.0.1", "port": 0,
             "sources": [{"name": "kibana", "kind": "elastic", "auth": "bearer", "secret": TOKEN, "rate_limit": 200}],
             "actions": {"ticket.jira": {"url": jira.url, "email": jira.email, "api_token": jira.api_token,
-                                        "project": "SEC"},
-                        "notify.pagerduty": {"routing_key": pagerduty.routing_key, "url": pagerduty.url}}})
+                                        "project": "SEC", "outbound": {"allow": ["127.0.0.0/8"]}},
+                        "notify.pagerduty": {"routing_key": pagerduty.routing_key, "url": pagerduty.url,
+                                             "outbound": {"allow": ["127.0.0.0/8"]}}}})
         audit = AuditTrail()
         responder = Responder(config, tmp_path / "state", audit)
         responder.start()

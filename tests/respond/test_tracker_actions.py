@@ -14,6 +14,7 @@ from connector.respond.tickets import TicketLedger
 from emulators.trackers import GitHubEmulator, ServiceNowEmulator
 
 FINGERPRINT = "4b" * 16
+LOOPBACK = {"outbound": {"allow": ["127.0.0.0/8"]}}  # where the emulators live
 PARAMS = {"summary": "Renew the certificate of shop.example.test", "description": "It expires in 9 days.",
           "severity": "high", "labels": ["postern"]}
 
@@ -29,7 +30,7 @@ def step(tmp_path: Path, key: str, ledger: str = "tickets.sqlite") -> StepContex
 def test_servicenow_one_incident_by_correlation_id_then_resolved(tmp_path: Path) -> None:
     with ServiceNowEmulator() as snow:
         action = ServiceNowAction(ServiceNowSettings.model_validate(
-            {"url": snow.url, "username": snow.username, "password": snow.password}))
+            {"url": snow.url, "username": snow.username, "password": snow.password, **LOOPBACK}))
         first = action.execute(PARAMS, step(tmp_path, "a"))
         again = action.execute(PARAMS, step(tmp_path, "b"))
         lost_ledger = action.execute(PARAMS, step(tmp_path, "c", ledger="new.sqlite"))
@@ -43,7 +44,7 @@ def test_servicenow_one_incident_by_correlation_id_then_resolved(tmp_path: Path)
 def test_servicenow_refused_credentials_are_permanent(tmp_path: Path) -> None:
     with ServiceNowEmulator() as snow:
         action = ServiceNowAction(ServiceNowSettings.model_validate(
-            {"url": snow.url, "username": snow.username, "password": "wrong-password"}))
+            {"url": snow.url, "username": snow.username, "password": "wrong-password", **LOOPBACK}))
         with pytest.raises(ActionError, match="credentials were refused") as refused:
             action.execute(PARAMS, step(tmp_path, "a"))
     assert refused.value.permanent and snow.incidents == {}
@@ -52,7 +53,7 @@ def test_servicenow_refused_credentials_are_permanent(tmp_path: Path) -> None:
 def test_github_one_issue_by_label_then_closed_with_a_comment(tmp_path: Path) -> None:
     with GitHubEmulator() as github:
         action = GitHubAction(GitHubSettings.model_validate(
-            {"repository": github.repository, "token": github.token, "api_url": github.url}))
+            {"repository": github.repository, "token": github.token, "api_url": github.url, **LOOPBACK}))
         first = action.execute(PARAMS, step(tmp_path, "a"))
         lost_ledger = action.execute(PARAMS, step(tmp_path, "b", ledger="new.sqlite"))
         github.faults.append(403)
@@ -67,7 +68,7 @@ def test_github_one_issue_by_label_then_closed_with_a_comment(tmp_path: Path) ->
 def test_github_without_push_access_fails_loudly_instead_of_duplicating_later(tmp_path: Path) -> None:
     with GitHubEmulator(can_label=False) as github:
         action = GitHubAction(GitHubSettings.model_validate(
-            {"repository": github.repository, "token": github.token, "api_url": github.url}))
+            {"repository": github.repository, "token": github.token, "api_url": github.url, **LOOPBACK}))
         context = step(tmp_path, "a")
         with pytest.raises(ActionError, match="without the label") as unlabelled:
             action.execute(PARAMS, context)

@@ -60,7 +60,8 @@ def test_a_ticket_is_closed_only_once_a_rescan_confirms_the_fix(pki: Pki, catalo
             "state_dir": str(tmp_path / "state")})
         pipeline = Pipeline(config.sink_settings, config.spool, config.state_dir, catalog, Normaliser.load(catalog))
         action = JiraAction(JiraSettings.model_validate({"url": jira.url, "email": jira.email,
-                                                         "api_token": jira.api_token, "project": "SEC"}))
+                                                         "api_token": jira.api_token, "project": "SEC",
+                                                         "outbound": {"allow": ["127.0.0.0/8"]}}))
         with running(pipeline):
             rescanner = ConfiguredRescanner(config, catalog, pipeline)
             first = rescanner.rescan(broken.asset.id, "certificate")

@@ -33,9 +33,10 @@ class Mailbox:
 
 
 @contextmanager
-def smtp_server(pki: Pki, directory: Path, username: str, password: str) -> Iterator[Mailbox]:
-    """STARTTLS with a certificate for 127.0.0.1 from the test PKI; AUTH only after STARTTLS, as servers demand."""
-    cert, key = pki.intermediate.issue(["127.0.0.1"]).write(directory, "smtp")
+def smtp_server(pki: Pki, directory: Path, username: str, password: str,
+                names: tuple[str, ...] = ("127.0.0.1",)) -> Iterator[Mailbox]:
+    """STARTTLS with a certificate for ``names`` from the test PKI; AUTH only after STARTTLS, as servers demand."""
+    cert, key = pki.intermediate.issue(list(names)).write(directory, "smtp")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
 

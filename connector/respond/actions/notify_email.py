@@ -2,12 +2,14 @@
 
 A retry never sends twice what the server accepted: the Message-ID is recorded once the server has taken the
 message, and a re-run finds it. A crash in the instant between the two can still repeat one e-mail (at least
-once); a lost notice is worse than a repeated one.
+once); a lost notice is worse than a repeated one. The server is reached at the address the outbound guard
+checked (actions/_outbound.py), its name kept for STARTTLS and the certificate check.
 """
 
 from __future__ import annotations
 
 import smtplib
+import socket
 import ssl
 from collections.abc import Mapping
 from datetime import timedelta
@@ -20,7 +22,8 @@ from typing import Any
 from pydantic import Field
 
 from connector.core.units import Duration, Secret
-from connector.respond.actions.base import Action, ActionError, ActionSettings, StepContext
+from connector.respond.actions._outbound import Outbound, OutboundActionSettings
+from connector.respond.actions.base import Action, ActionError, StepContext
 
 
 class Security(StrEnum):
@@ -29,7 +32,7 @@ class Security(StrEnum):
     NONE = "none"  # only for a relay on loopback
 
 
-class EmailSettings(ActionSettings):
+class EmailSettings(OutboundActionSettings):
     host: str
     port: int = Field(default=587, ge=1, le=65535)
     security: Security = Security.STARTTLS
@@ -43,6 +46,10 @@ class EmailSettings(ActionSettings):
 class EmailAction(Action[EmailSettings]):
     name = "notify.email"
     settings_model = EmailSettings
+
+    def __init__(self, settings: EmailSettings) -> None:
+        super().__init__(settings)
+        self.outbound = Outbound(self.name, settings.outbound)
 
     def execute(self, params: Mapping[str, Any], step: StepContext) -> dict[str, Any]:
         sent = step.effects.get("sent")
@@ -64,12 +71,13 @@ class EmailAction(Action[EmailSettings]):
         context = ssl.create_default_context(cafile=str(settings.ca_bundle) if settings.ca_bundle else None)
         timeout = settings.timeout.total_seconds()
         where = f"SMTP {settings.host}:{settings.port}"
+        address = self.outbound.address(settings.host, settings.port)
         try:
             smtp: smtplib.SMTP
             if settings.security is Security.TLS:
-                smtp = smtplib.SMTP_SSL(settings.host, settings.port, timeout=timeout, context=context)
+                smtp = _PinnedSMTPSSL(address, settings.host, settings.port, timeout=timeout, context=context)
             else:
-                smtp = smtplib.SMTP(settings.host, settings.port, timeout=timeout)
+                smtp = _PinnedSMTP(address, settings.host, settings.port, timeout=timeout)
             with smtp:
                 if settings.security is Security.STARTTLS:
                     smtp.starttls(context=context)
@@ -89,6 +97,23 @@ class EmailAction(Action[EmailSettings]):
             raise ActionError(f"{where}: TLS failed: {exc.reason or exc}", permanent=True) from None
         except (smtplib.SMTPException, OSError) as exc:  # OSError covers timeouts and refused connections
             raise ActionError(f"{where}: {exc}") from None
+
+
+class _PinnedSMTP(smtplib.SMTP):
+    """Connects to ``address`` while smtplib keeps ``host`` as the server's name (STARTTLS's SNI and certificate
+    check): ``_get_socket`` is the hook smtplib's own SMTP_SSL overrides to change how it connects."""
+
+    def __init__(self, address: str, host: str, port: int, **kwargs: Any) -> None:
+        self._address = address
+        super().__init__(host, port, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(self._address, port, timeout)  # type: ignore[misc]  # no stub
+        return sock
+
+
+class _PinnedSMTPSSL(_PinnedSMTP, smtplib.SMTP_SSL):
+    """Implicit TLS to ``address``, the handshake naming ``host`` (SMTP_SSL wraps with server_hostname=_host)."""
 
 
 def _recipients(value: Any) -> list[str]:

@@ -14,13 +14,14 @@ import httpx
 from pydantic import AnyHttpUrl, Field
 
 from connector.core.units import Duration, Secret
-from connector.respond.actions.base import Action, ActionError, ActionSettings, StepContext
+from connector.respond.actions._outbound import Outbound, OutboundActionSettings
+from connector.respond.actions.base import Action, ActionError, StepContext
 
 _SEVERITIES = {"critical": "critical", "high": "error", "medium": "warning", "low": "info", "info": "info",
                "error": "error", "warning": "warning"}
 
 
-class PagerDutySettings(ActionSettings):
+class PagerDutySettings(OutboundActionSettings):
     routing_key: Secret = Field(description="the integration key of an Events API v2 integration")
     url: AnyHttpUrl = AnyHttpUrl("https://events.pagerduty.com/v2/enqueue")
     timeout: Duration = timedelta(seconds=30)
@@ -32,7 +33,7 @@ class PagerDutyAction(Action[PagerDutySettings]):
 
     def __init__(self, settings: PagerDutySettings) -> None:
         super().__init__(settings)
-        self.client = httpx.Client(timeout=settings.timeout.total_seconds())
+        self.client = Outbound(self.name, settings.outbound).client(timeout=settings.timeout.total_seconds())
 
     def execute(self, params: Mapping[str, Any], step: StepContext) -> dict[str, Any]:
         event_action = str(params.get("event_action") or "trigger")

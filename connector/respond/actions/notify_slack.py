@@ -6,14 +6,13 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-import httpx
-
 from connector.core.units import Duration, Secret
+from connector.respond.actions._outbound import Outbound, OutboundActionSettings
 from connector.respond.actions._webhook_post import post_json
-from connector.respond.actions.base import Action, ActionSettings, StepContext
+from connector.respond.actions.base import Action, StepContext
 
 
-class SlackSettings(ActionSettings):
+class SlackSettings(OutboundActionSettings):
     webhook_url: Secret  # the URL is the credential
     timeout: Duration = timedelta(seconds=15)
 
@@ -24,7 +23,7 @@ class SlackAction(Action[SlackSettings]):
 
     def __init__(self, settings: SlackSettings) -> None:
         super().__init__(settings)
-        self.client = httpx.Client(timeout=settings.timeout.total_seconds())
+        self.client = Outbound(self.name, settings.outbound).client(timeout=settings.timeout.total_seconds())
 
     def execute(self, params: Mapping[str, Any], step: StepContext) -> dict[str, Any]:
         if step.effects.get("posted") is not None:

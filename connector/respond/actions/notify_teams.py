@@ -8,14 +8,13 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-import httpx
-
 from connector.core.units import Duration, Secret
+from connector.respond.actions._outbound import Outbound, OutboundActionSettings
 from connector.respond.actions._webhook_post import post_json
-from connector.respond.actions.base import Action, ActionSettings, StepContext
+from connector.respond.actions.base import Action, StepContext
 
 
-class TeamsSettings(ActionSettings):
+class TeamsSettings(OutboundActionSettings):
     workflow_url: Secret  # signed with sig=: the URL is the credential
     timeout: Duration = timedelta(seconds=15)
 
@@ -26,7 +25,7 @@ class TeamsAction(Action[TeamsSettings]):
 
     def __init__(self, settings: TeamsSettings) -> None:
         super().__init__(settings)
-        self.client = httpx.Client(timeout=settings.timeout.total_seconds())
+        self.client = Outbound(self.name, settings.outbound).client(timeout=settings.timeout.total_seconds())
 
     def execute(self, params: Mapping[str, Any], step: StepContext) -> dict[str, Any]:
         if step.effects.get("posted") is not None:

@@ -12,17 +12,17 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-import httpx
 from pydantic import AnyHttpUrl
 from standardwebhooks.webhooks import Webhook
 
 from connector.core.clock import utc_now
 from connector.core.units import Duration, Secret
+from connector.respond.actions._outbound import Outbound, OutboundActionSettings
 from connector.respond.actions._webhook_post import post_json
-from connector.respond.actions.base import Action, ActionSettings, StepContext
+from connector.respond.actions.base import Action, StepContext
 
 
-class WebhookSettings(ActionSettings):
+class WebhookSettings(OutboundActionSettings):
     url: AnyHttpUrl
     secret: Secret  # whsec_ + base64, as Standard Webhooks gives it
     timeout: Duration = timedelta(seconds=15)
@@ -34,7 +34,7 @@ class WebhookAction(Action[WebhookSettings]):
 
     def __init__(self, settings: WebhookSettings) -> None:
         super().__init__(settings)
-        self.client = httpx.Client(timeout=settings.timeout.total_seconds())
+        self.client = Outbound(self.name, settings.outbound).client(timeout=settings.timeout.total_seconds())
         self.signer = Webhook(settings.secret.get_secret_value())
 
     def execute(self, params: Mapping[str, Any], step: StepContext) -> dict[str, Any]:

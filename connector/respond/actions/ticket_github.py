@@ -14,13 +14,14 @@ import httpx
 from pydantic import AnyHttpUrl, Field
 
 from connector.core.units import Duration, Secret
+from connector.respond.actions._outbound import Outbound, OutboundActionSettings
 from connector.respond.actions._tickets import close_once, open_once
-from connector.respond.actions.base import Action, ActionError, ActionSettings, StepContext
+from connector.respond.actions.base import Action, ActionError, StepContext
 
 TRACKER = "github"
 
 
-class GitHubSettings(ActionSettings):
+class GitHubSettings(OutboundActionSettings):
     repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/name")
     token: Secret
     api_url: AnyHttpUrl = AnyHttpUrl("https://api.github.com")
@@ -33,10 +34,10 @@ class GitHubAction(Action[GitHubSettings]):
 
     def __init__(self, settings: GitHubSettings) -> None:
         super().__init__(settings)
-        self.client = httpx.Client(base_url=str(settings.api_url).rstrip("/"), timeout=settings.timeout.total_seconds(),
-                                   headers={"Authorization": f"Bearer {settings.token.get_secret_value()}",
-                                            "Accept": "application/vnd.github+json",
-                                            "X-GitHub-Api-Version": "2022-11-28"})
+        self.client = Outbound(self.name, settings.outbound).client(
+            base_url=str(settings.api_url).rstrip("/"), timeout=settings.timeout.total_seconds(),
+            headers={"Authorization": f"Bearer {settings.token.get_secret_value()}",
+                     "Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"})
 
     def execute(self, params: Mapping[str, Any], step: StepContext) -> dict[str, Any]:
         if params.get("operation") == "close":

@@ -14,14 +14,15 @@ import httpx
 from pydantic import AnyHttpUrl, Field
 
 from connector.core.units import Duration, Secret
+from connector.respond.actions._outbound import Outbound, OutboundActionSettings
 from connector.respond.actions._tickets import close_once, open_once
-from connector.respond.actions.base import Action, ActionError, ActionSettings, StepContext
+from connector.respond.actions.base import Action, ActionError, StepContext
 
 TRACKER = "servicenow"
 _URGENCY = {"critical": "1", "high": "1", "medium": "2", "low": "3", "info": "3"}
 
 
-class ServiceNowSettings(ActionSettings):
+class ServiceNowSettings(OutboundActionSettings):
     url: AnyHttpUrl = Field(description="https://<instance>.service-now.com")
     username: str
     password: Secret
@@ -36,9 +37,9 @@ class ServiceNowAction(Action[ServiceNowSettings]):
 
     def __init__(self, settings: ServiceNowSettings) -> None:
         super().__init__(settings)
-        self.client = httpx.Client(base_url=str(settings.url).rstrip("/"), timeout=settings.timeout.total_seconds(),
-                                   auth=(settings.username, settings.password.get_secret_value()),
-                                   headers={"Accept": "application/json"})
+        self.client = Outbound(self.name, settings.outbound).client(
+            base_url=str(settings.url).rstrip("/"), timeout=settings.timeout.total_seconds(),
+            auth=(settings.username, settings.password.get_secret_value()), headers={"Accept": "application/json"})
 
     def execute(self, params: Mapping[str, Any], step: StepContext) -> dict[str, Any]:
         if params.get("operation") == "close":
