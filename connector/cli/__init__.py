@@ -35,6 +35,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "respond": ("respond", "The SOAR callback receiver, its playbooks and its action queue."),
     "playbooks": ("respond", "Check, list and dry-run playbooks."),
     "assets": ("assets", "The asset inventory: classification, source, when each was seen and scanned."),
+    "kpi": ("kpi", "KPIs per scope: posture, MTTD, false positives, compliance and risk."),
+    "findings": ("kpi", "Analysts' verdicts on findings: false positives and accepted risks."),
 }
 
 

@@ -22,6 +22,7 @@ from rich.table import Table
 from connector.cli import app
 from connector.cli._common import console_err, fail, load_catalog_and_normaliser, report_delivery
 from connector.core.catalog import Catalog
+from connector.core.clock import utc_now
 from connector.core.errors import format_validation_error
 from connector.core.events import encode_line
 from connector.core.lifecycle import Change, Drift, StateChange, Transition
@@ -32,6 +33,7 @@ from connector.normalise import Normaliser
 from connector.normalise.sarif import junit_report, sarif_log
 from connector.runtime.collector import build_pipeline, collect, planned_assets, register_inventory
 from connector.runtime.config import Config, load_config
+from connector.runtime.kpis import measurements
 from connector.runtime.state import StateStore
 from connector.scan.context import ScanContext, ScanSettings
 from connector.scan.engine import ScanPlan, build_checks
@@ -171,6 +173,8 @@ def scan_command(
                 plan.assets = assets = planned_assets(loaded, store)  # discovered ones too, with auto_scan
             findings, changes = asyncio.run(_scan(plan, catalog, settings, store, pipeline, writer, quiet, loaded,
                                                   discovery))
+            if store is not None and loaded is not None and not targets:  # the estate's KPIs, as of now
+                _publish_changes(measurements(loaded, store, catalog, utc_now()), pipeline, writer)
             if document and stream is not None:
                 stream.write(_document(output_format, findings, catalog))
                 stream.flush()

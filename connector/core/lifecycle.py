@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from connector.core.model import Asset, Finding, fingerprint
+from connector.core.model import Asset, Finding, Severity, Status, fingerprint
 
 
 class Change(StrEnum):
@@ -74,6 +74,49 @@ class Drift:
         return _event_id("drift", self.asset.id, self.kind, self.subject, self.scan_id)
 
 
+@dataclass(frozen=True)
+class Detection:
+    """When a drift was detected, and the last observation before it that was still good: MTTD is bounded by it."""
+
+    asset_id: str
+    kind: str
+    subject: str
+    last_good_at: datetime
+    detected_at: datetime
+
+    @property
+    def seconds(self) -> float:
+        return (self.detected_at - self.last_good_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One open-to-resolved stretch of a finding (``resolved_at`` None: still open), for the remediation KPIs."""
+
+    fingerprint: str
+    asset_id: str
+    rule_id: str
+    severity: Severity
+    opened_at: datetime
+    resolved_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LatestVerdict:
+    """The latest verdict of one (asset, rule, subject), with the few evidence facts the posture KPIs read."""
+
+    fingerprint: str
+    asset_id: str
+    rule_id: str
+    check: str
+    target: str  # what was probed (core.model.Target.key): a page, a TLS endpoint
+    status: Status
+    severity: Severity
+    subject: str | None
+    facts: dict[str, Any]
+    is_open: bool
+
+
 class AssetAction(StrEnum):
     """ECS ``event.action`` of an inventory change."""
 
@@ -131,4 +174,21 @@ def _event_id(*parts: str) -> str:
 
 
 # what the inventory hands the publisher besides findings: every one is an event of its own
-StateChange = Transition | Drift | AssetChange | ThirdPartyDependency
+@dataclass(frozen=True)
+class Measurement:
+    """The KPIs of one scope after a scan cycle (inventory/kpi.py): an ECS ``event.kind: metric`` event.
+
+    ``values`` are flat field names under ``postern.kpi`` (``https_routes_pct``, ``open.critical``...) with
+    numbers, strings or None (not evaluated)."""
+
+    scope_kind: str
+    scope_value: str
+    at: datetime
+    values: dict[str, float | int | str | None]
+
+    @property
+    def event_id(self) -> str:
+        return _event_id("kpi", self.scope_kind, self.scope_value, self.at.isoformat())
+
+
+StateChange = Transition | Drift | AssetChange | ThirdPartyDependency | Measurement

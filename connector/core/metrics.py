@@ -24,3 +24,5 @@ CALLBACK_SECONDS = Histogram("connector_callback_seconds", "Time from a callback
                              buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 PLAYBOOK_STEPS = Counter("connector_playbook_steps", "Playbook steps by action and decision (queued, skipped, "
                          "dry_run, awaiting_approval, succeeded, failed)", ["action", "decision"])
+KPI = Gauge("connector_kpi", "The KPIs of each scope after the last scan cycle, as in the postern.kpi metric "
+            "events (risk_score, open.critical, compliance.pci_dss_4_0.score...)", ["scope", "kpi"])

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from connector.core.lifecycle import Drift
+from connector.core.lifecycle import Detection, Drift
 from connector.core.model import AssetReport, Finding, Status
 
 _SCHEMA = """
@@ -42,6 +42,14 @@ CREATE TABLE IF NOT EXISTS baselines (
     first_seen TEXT NOT NULL,
     last_good_at TEXT NOT NULL,
     PRIMARY KEY (asset_id, kind, subject)
+);
+CREATE TABLE IF NOT EXISTS detections (
+    asset_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    last_good_at TEXT NOT NULL,
+    detected_at TEXT NOT NULL,
+    PRIMARY KEY (asset_id, kind, subject, detected_at)
 );
 """
 
@@ -134,10 +142,22 @@ class BaselineStore:
                 "last_good_at = excluded.last_good_at",
                 [(assessment.asset_id, row.kind, row.subject, row.value, row.scope, row.first_seen, row.last_good_at)
                  for row in assessment.rows])
+            self._db.executemany(  # the history of detection times (MTTD), read by the KPIs
+                "INSERT OR IGNORE INTO detections (asset_id, kind, subject, last_good_at, detected_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(assessment.asset_id, drift.kind, drift.subject, _stamp(drift.last_good_at),
+                  _stamp(drift.detected_at)) for drift in assessment.drifts])
 
     def rename(self, old_id: str, new_id: str) -> None:
-        """A renamed asset keeps its baselines (runs in the caller's transaction)."""
+        """A renamed asset keeps its baselines and detections (runs in the caller's transaction)."""
         self._db.execute("UPDATE OR REPLACE baselines SET asset_id = ? WHERE asset_id = ?", (new_id, old_id))
+        self._db.execute("UPDATE OR REPLACE detections SET asset_id = ? WHERE asset_id = ?", (new_id, old_id))
+
+    def detections(self) -> list[Detection]:
+        """Every drift detected: between its last good and first bad observation, oldest first."""
+        return [Detection(asset_id, kind, subject, datetime.fromisoformat(good), datetime.fromisoformat(detected))
+                for asset_id, kind, subject, good, detected in self._db.execute(
+                    "SELECT asset_id, kind, subject, last_good_at, detected_at FROM detections ORDER BY detected_at")]
 
     def confirm(self, asset_id: str, kinds: Iterable[str], at: datetime) -> int:
         """Something cheaper than a scan saw the baselines of ``kinds`` unchanged at ``at``: move their last good

@@ -11,13 +11,14 @@ Rules that keep a false "resolved" out of the SIEM:
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from connector.core.lifecycle import Change, Transition
+from connector.core.lifecycle import Change, Episode, LatestVerdict, Transition
 from connector.core.model import Asset, AssetReport, Finding, Severity, Status
 
 _SCHEMA = """
@@ -27,11 +28,28 @@ CREATE TABLE IF NOT EXISTS findings (
     first_seen TEXT NOT NULL,
     last_seen TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS finding_episodes (
+    fingerprint TEXT NOT NULL,
+    opened_at TEXT NOT NULL,
+    asset_id TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    resolved_at TEXT,
+    PRIMARY KEY (fingerprint, opened_at)
+);
 """
 # columns added to the first release's table; old rows that were failing count as open since their first_seen
 _COLUMNS = {"asset_id": "TEXT", "check_name": "TEXT", "is_open": "INTEGER NOT NULL DEFAULT 0", "opened_at": "TEXT",
-            "resolved_at": "TEXT", "failing": "TEXT"}
+            "resolved_at": "TEXT", "failing": "TEXT", "rule_id": "TEXT", "severity": "TEXT", "subject": "TEXT",
+            "facts": "TEXT", "target": "TEXT"}
 _MIGRATE_OPEN = "UPDATE findings SET is_open = 1, opened_at = first_seen WHERE status = 'fail' AND opened_at IS NULL"
+# open episodes from before the ledger kept their history: the KPIs count them from when they opened
+_MIGRATE_EPISODES = ("INSERT OR IGNORE INTO finding_episodes (fingerprint, opened_at, asset_id, rule_id, severity) "
+                     "SELECT fingerprint, opened_at, asset_id, json_extract(failing, '$.rule_id'), "
+                     "json_extract(failing, '$.severity') FROM findings WHERE is_open = 1 AND failing IS NOT NULL "
+                     "AND opened_at IS NOT NULL AND asset_id IS NOT NULL")
+# evidence the KPIs read from the latest verdict of each rule (connector/inventory/kpi.py), kept small
+KPI_FACTS = ("days_left",)
 
 # evidence that moves on every scan without the finding changing (a certificate's days left): not a "change"
 VOLATILE_EVIDENCE = frozenset({"days_left"})
@@ -49,12 +67,23 @@ class _Row:
     opened_at: str | None
     resolved_at: str | None
     failing: str | None  # the open episode's last failing verdict, as Finding JSON
+    rule_id: str | None = None  # the latest verdict's rule, severity, subject and KPI facts (None: older rows)
+    severity: str | None = None
+    subject: str | None = None
+    facts: str | None = None
+    target: str | None = None  # what was probed: the page, the TLS endpoint
 
     @classmethod
     def read(cls, values: Sequence[Any]) -> _Row:
         """A row as selected with ``_FIELDS``."""
         return cls(values[0], values[1], values[2], values[3], values[4], values[5], bool(values[6]), values[7],
-                   values[8], values[9])
+                   values[8], values[9], values[10], values[11], values[12], values[13], values[14])
+
+    def values(self) -> tuple[Any, ...]:
+        """The row in ``_FIELDS`` order."""
+        return (self.fingerprint, self.asset_id, self.check_name, self.status, self.first_seen, self.last_seen,
+                int(self.is_open), self.opened_at, self.resolved_at, self.failing, self.rule_id, self.severity,
+                self.subject, self.facts, self.target)
 
     def failing_finding(self) -> Finding | None:
         return Finding.model_validate_json(self.failing) if self.failing else None
@@ -80,6 +109,7 @@ class FindingLedger:
             if name not in present:
                 self._db.execute(f"ALTER TABLE findings ADD COLUMN {name} {kind}")
         self._db.execute(_MIGRATE_OPEN)
+        self._db.execute(_MIGRATE_EPISODES)
         self._db.execute("CREATE INDEX IF NOT EXISTS findings_open ON findings (asset_id, is_open)")
 
     def assess(self, report: AssetReport) -> Assessment:
@@ -99,17 +129,41 @@ class FindingLedger:
         return Assessment(findings, transitions, rows)
 
     def apply(self, assessment: Assessment) -> None:
+        """Record the assessment, and each opened or resolved episode in the history the KPIs read."""
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT INTO findings (fingerprint, asset_id, check_name, status, first_seen, last_seen, is_open, "
-                "opened_at, resolved_at, failing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(fingerprint) DO UPDATE SET asset_id = excluded.asset_id, "
-                "check_name = excluded.check_name, status = excluded.status, first_seen = excluded.first_seen, "
-                "last_seen = excluded.last_seen, is_open = excluded.is_open, opened_at = excluded.opened_at, "
-                "resolved_at = excluded.resolved_at, failing = excluded.failing",
-                [(row.fingerprint, row.asset_id, row.check_name, row.status, row.first_seen, row.last_seen,
-                  int(row.is_open), row.opened_at, row.resolved_at, row.failing) for row in assessment.rows])
+                f"INSERT OR REPLACE INTO findings ({_FIELDS}) VALUES ({_MARKS})",
+                [row.values() for row in assessment.rows])
+            for transition in assessment.transitions:
+                finding = transition.finding
+                if transition.change in (Change.OPENED, Change.REOPENED):
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO finding_episodes (fingerprint, opened_at, asset_id, rule_id, severity) "
+                        "VALUES (?, ?, ?, ?, ?)", (finding.fingerprint, finding.observed_at.isoformat(),
+                                                   finding.asset.id, finding.rule_id, finding.severity.value))
+                elif transition.change is Change.CHANGED:
+                    self._db.execute("UPDATE finding_episodes SET severity = ? WHERE fingerprint = ? AND "
+                                     "resolved_at IS NULL", (finding.severity.value, finding.fingerprint))
+                else:
+                    self._db.execute("UPDATE finding_episodes SET resolved_at = ? WHERE fingerprint = ? AND "
+                                     "resolved_at IS NULL", (finding.observed_at.isoformat(), finding.fingerprint))
+
+    def episodes(self) -> list[Episode]:
+        """Every finding episode, open or resolved, oldest first."""
+        return [Episode(fingerprint, asset_id, rule_id, Severity(severity), datetime.fromisoformat(opened),
+                        datetime.fromisoformat(resolved) if resolved else None)
+                for fingerprint, asset_id, rule_id, severity, opened, resolved in self._db.execute(
+                    "SELECT fingerprint, asset_id, rule_id, severity, opened_at, resolved_at FROM finding_episodes "
+                    "WHERE rule_id IS NOT NULL ORDER BY opened_at")]
+
+    def verdicts(self) -> list[LatestVerdict]:
+        """The latest verdict of every (asset, rule, subject) the ledger knows, for the posture KPIs."""
+        rows = self._db.execute("SELECT fingerprint, asset_id, rule_id, check_name, target, status, severity, subject, "
+                                "facts, is_open FROM findings WHERE rule_id IS NOT NULL AND asset_id IS NOT NULL")
+        return [LatestVerdict(fingerprint, asset_id, rule_id, check, target or "", Status(status), Severity(severity),
+                              subject, json.loads(facts) if facts else {}, bool(is_open))
+                for fingerprint, asset_id, rule_id, check, target, status, severity, subject, facts, is_open in rows]
 
     def open_findings(self, asset_id: str | None = None) -> list[Finding]:
         """The last failing verdict of each open finding (of one asset, or all)."""
@@ -128,10 +182,10 @@ class FindingLedger:
             if not row.is_open or failing is None:
                 continue
             moved = failing.model_copy(update={"asset": asset})
-            self._db.execute(
-                f"INSERT OR REPLACE INTO findings ({_FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (moved.fingerprint, asset.id, row.check_name, row.status, row.first_seen, row.last_seen, 1,
-                 row.opened_at, row.resolved_at, moved.model_dump_json()))
+            row.fingerprint, row.asset_id, row.failing = moved.fingerprint, asset.id, moved.model_dump_json()
+            self._db.execute(f"INSERT OR REPLACE INTO findings ({_FIELDS}) VALUES ({_MARKS})", row.values())
+            self._db.execute("UPDATE finding_episodes SET fingerprint = ?, asset_id = ? WHERE fingerprint = ?",
+                             (moved.fingerprint, asset.id, failing.fingerprint))
 
     def open_counts(self) -> dict[str, int]:
         """Open findings per asset id."""
@@ -168,7 +222,8 @@ class FindingLedger:
 
 
 _FIELDS = ("fingerprint, asset_id, check_name, status, first_seen, last_seen, is_open, opened_at, resolved_at, "
-           "failing")
+           "failing, rule_id, severity, subject, facts, target")
+_MARKS = ", ".join("?" * len(_FIELDS.split(",")))
 
 
 def _step(finding: Finding, row: _Row | None) -> tuple[Finding, _Row, Transition | None]:
@@ -178,9 +233,11 @@ def _step(finding: Finding, row: _Row | None) -> tuple[Finding, _Row, Transition
     first_seen = row.first_seen if row is not None and same_status else stamp
     annotated = finding if first_seen == stamp else finding.model_copy(
         update={"first_seen": datetime.fromisoformat(first_seen)})
+    facts = {key: finding.evidence[key] for key in KPI_FACTS if key in finding.evidence}
     updated = _Row(finding.fingerprint, finding.asset.id, finding.check, finding.status.value, first_seen, stamp,
                    row.is_open if row else False, row.opened_at if row else None, row.resolved_at if row else None,
-                   row.failing if row else None)
+                   row.failing if row else None, finding.rule_id, finding.severity.value, finding.subject,
+                   json.dumps(facts) if facts else None, finding.target.key)
     transition: Transition | None = None
     before = row.failing_finding() if row is not None and row.is_open else None
     if finding.status is Status.FAIL:
@@ -210,6 +267,7 @@ def _resolve_vanished(row: _Row, report: AssetReport) -> Transition:
         "last_seen": latest.observed_at, "asset": report.asset})
     stamp = latest.observed_at.isoformat()
     row.status, row.first_seen, row.last_seen = Status.PASS.value, stamp, stamp
+    row.rule_id, row.severity, row.subject = before.rule_id, Severity.INFO.value, before.subject
     row.is_open, row.resolved_at = False, stamp
     return Transition(Change.RESOLVED, resolved, before, _opened(row, resolved), "no longer reported")
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from connector.core.catalog import Catalog
 from connector.core.errors import ConfigError, format_validation_error
 from connector.core.events import NewEvent
-from connector.core.lifecycle import AssetChange, Drift, StateChange, ThirdPartyDependency, Transition
+from connector.core.lifecycle import AssetChange, Drift, Measurement, StateChange, ThirdPartyDependency, Transition
 from connector.core.model import Finding
 from connector.core.resources import mappings_dir
 from connector.core.yamlio import load_yaml
@@ -22,6 +22,7 @@ from connector.normalise.dependencies import ACTION as DEPENDENCY_ACTION
 from connector.normalise.dependencies import dependency_spool_event
 from connector.normalise.drift import drift_spool_event
 from connector.normalise.ecs import EcsEncoder
+from connector.normalise.kpi import kpi_spool_event
 from connector.normalise.lifecycle import rekind
 
 __all__ = ["Normaliser", "Runtime", "change_action"]
@@ -49,6 +50,8 @@ def change_action(change: StateChange) -> str:
         return change.action.value
     if isinstance(change, ThirdPartyDependency):
         return DEPENDENCY_ACTION
+    if isinstance(change, Measurement):
+        return "kpi"
     return f"drift-{change.kind}"
 
 
@@ -97,6 +100,8 @@ class Normaliser:
             return drift_spool_event(change, self.contexts.connector, formats)
         if isinstance(change, ThirdPartyDependency):
             return dependency_spool_event(change, self.contexts.connector, formats)
+        if isinstance(change, Measurement):
+            return kpi_spool_event(change, self.contexts.connector, formats)
         raise TypeError(f"no event encoding for {type(change).__name__}")
 
     def spool_event(self, finding: Finding, formats: frozenset[str], transition: Transition | None = None) -> NewEvent:

@@ -70,6 +70,15 @@ class VerdictStore:
             return None
         return latest
 
+    def latest(self) -> dict[str, str]:
+        """Each reviewed fingerprint's latest verdict (false_positive, accepted_risk, fixed), for the KPIs."""
+        with self._lock:
+            rows = self._db.execute("SELECT fingerprint, verdict FROM verdicts ORDER BY id").fetchall()
+        return dict(rows)
+
+    def close(self) -> None:
+        self._db.close()
+
     def all(self) -> list[Verdict]:
         with self._lock:
             rows = self._db.execute("SELECT fingerprint, verdict, analyst, comment, recorded, expires FROM verdicts "

@@ -21,6 +21,7 @@ from connector.delivery.sinks.base import SinkSettings
 from connector.delivery.spool import SpoolConfig
 from connector.inventory.baselines import DriftSettings
 from connector.inventory.discovery import ROGUE_RULE, Discovery, InventorySettings
+from connector.inventory.kpi import KpiSettings
 from connector.respond.settings import RespondConfig
 from connector.runtime.scheduler import ScheduleConfig
 from connector.runtime.state import StateStore
@@ -57,6 +58,7 @@ class Config(BaseModel):
     mappings_dir: Path | None = None
     observer_name: str | None = None
     respond: RespondConfig | None = Field(default=None, description="the SOAR callback receiver and playbooks")
+    kpi: KpiSettings = Field(default_factory=KpiSettings, description="remediation SLAs and the KPIs' window")
     inventory: InventorySettings | None = Field(default=None, description="discovery: the owned scope, and whether "
                                                                           "discovered assets are scanned")
 

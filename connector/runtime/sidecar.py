@@ -15,11 +15,13 @@ from datetime import datetime
 
 from connector.core.catalog import Catalog
 from connector.core.clock import utc_now
+from connector.core.errors import ConnectorError
 from connector.core.metrics import ASSETS_UNFINISHED
 from connector.core.model import Asset
 from connector.normalise import Normaliser, change_action
 from connector.runtime.collector import build_pipeline, collect, planned_assets, register_inventory
 from connector.runtime.config import Config
+from connector.runtime.kpis import measurements
 from connector.runtime.scheduler import next_slot, scan_id
 from connector.runtime.state import StateStore
 from connector.runtime.watch import WatchLane
@@ -98,6 +100,7 @@ class Sidecar:
             failures_before = self.unspooled + self.unfinished
             if due:
                 await self._scan(due, stop)
+                self._publish_kpis()
             if once:
                 break
             wait = MAX_SLEEP
@@ -105,6 +108,13 @@ class Sidecar:
                 wait = min(MAX_SLEEP, max(0.5, (upcoming - self.clock()).total_seconds()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=wait)
+
+    def _publish_kpis(self) -> None:
+        """After each scan cycle, the KPIs of every scope as metric events (and Prometheus gauges)."""
+        try:
+            self.pipeline.publish([], measurements(self.config, self.state, self.catalog, self.clock()))
+        except ConnectorError as exc:  # the spool is full or failing: the next cycle publishes fresh figures
+            log.warning("KPI metric events not spooled; the next cycle publishes fresh ones: %s", exc)
 
     async def rescan_now(self, asset: Asset, changed: list[str]) -> bool:
         """The watch lane saw ``changed``: every check of the asset, now, outside its schedule."""
