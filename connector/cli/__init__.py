@@ -35,8 +35,9 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "respond": ("respond", "The SOAR callback receiver, its playbooks and its action queue."),
     "playbooks": ("respond", "Check, list and dry-run playbooks."),
     "assets": ("assets", "The asset inventory: classification, source, when each was seen and scanned."),
-    "kpi": ("kpi", "KPIs per scope: posture, MTTD, false positives, compliance and risk."),
-    "findings": ("kpi", "Analysts' verdicts on findings: false positives and accepted risks."),
+    "kpi": ("kpi", "KPIs per scope: posture, MTTD, compliance, risk, remediation."),
+    "digest": ("kpi", "Owners' digests of a day or week: opened, resolved, past SLA."),
+    "findings": ("kpi", "Analysts' verdicts: false positives, accepted risks."),
 }
 
 

@@ -1,12 +1,12 @@
-"""``connector kpi`` and ``connector findings mark``: the program's numbers for people, and the analysts' verdicts
-that the false-positive rate is computed from."""
+"""``connector kpi``, ``connector digest`` and ``connector findings mark``: the program's numbers for people, the
+owners' roll-ups of routine findings, and the analysts' verdicts that the false-positive rate is computed from."""
 
 from __future__ import annotations
 
 import csv
 import json
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -17,19 +17,27 @@ from rich.markup import escape
 from rich.table import Table
 
 from connector.cli import app
-from connector.cli._common import fail, load_catalog_and_normaliser
+from connector.cli._common import console_err, fail, load_catalog_and_normaliser, report_delivery
 from connector.core.clock import utc_now
+from connector.core.events import encode_line
 from connector.core.units import parse_duration
+from connector.inventory.digest import digests, period_end
 from connector.inventory.kpi import SCOPE_KINDS, Kpis, measurement
 from connector.respond.verdicts import Verdict, VerdictStore
+from connector.runtime.collector import build_pipeline
 from connector.runtime.config import Config, load_config
-from connector.runtime.kpis import VERDICTS_FILE, current_kpis
+from connector.runtime.kpis import VERDICTS_FILE, current_kpis, history
 from connector.runtime.state import StateStore
 
-findings_app = typer.Typer(help="Analysts' verdicts on findings: false positives and accepted risks.",
+findings_app = typer.Typer(help="Analysts' verdicts: false positives, accepted risks.",
                            no_args_is_help=True)
 app.add_typer(findings_app, name="findings")
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The YAML configuration (its state_dir).")]
+
+
+class Period(StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
 
 
 class Format(StrEnum):
@@ -46,7 +54,7 @@ def kpi_command(
     output_format: Annotated[Format, typer.Option("--format", help="table, json (one object per scope and line) "
                                                                    "or csv.")] = Format.TABLE,
 ) -> None:
-    """KPIs per scope: posture, MTTD, false positives, compliance and risk."""
+    """KPIs per scope: posture, MTTD, compliance, risk, remediation."""
     kinds = scope or ["overall"]
     unknown = [kind for kind in kinds if kind not in SCOPE_KINDS]
     if unknown:
@@ -68,6 +76,48 @@ def kpi_command(
         writer.writerows(rows)
     else:
         _table(figures)
+
+
+@app.command("digest")
+def digest_command(
+    config: ConfigOption,
+    period: Annotated[Period, typer.Option(help="daily or weekly.")] = Period.DAILY,
+    end: Annotated[str | None, typer.Option(
+        help="The period's end, as a UTC date (2026-12-07: that midnight); default: the last complete period.")]
+    = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the events here; default: stdout.")]
+    = None,
+    ship_timeout: Annotated[float, typer.Option(help="With sinks in the config: seconds to wait for delivery.")]
+    = 120.0,
+) -> None:
+    """Owners' digests of a day or week: opened, resolved, past SLA."""
+    loaded = load_config(config)
+    catalog, normaliser = load_catalog_and_normaliser(loaded.mappings_dir, loaded.observer_name)
+    until = _period_end(period.value, end)
+    store = _open(loaded)
+    try:
+        rolled = digests(history(loaded, store), loaded.kpi, period.value, until)
+    finally:
+        store.close()
+    stream = output.open("wb") if output is not None and str(output) != "-" else sys.stdout.buffer
+    try:
+        for digest in rolled:
+            stream.write(encode_line(normaliser.change_event(digest, frozenset({"ecs"})), "ecs"))
+        stream.flush()
+    finally:
+        if stream is not sys.stdout.buffer:
+            stream.close()
+    delivered = True
+    if loaded.sinks:
+        pipeline = build_pipeline(loaded, catalog, normaliser)
+        pipeline.start()
+        try:
+            pipeline.publish([], rolled)
+            delivered = report_delivery(pipeline, ship_timeout, quiet=True)
+        finally:
+            pipeline.stop()
+    console_err.print(f"{len(rolled)} {period.value} digest(s) for the period ending {until:%Y-%m-%d %H:%M} UTC")
+    raise typer.Exit(0 if delivered else 3)
 
 
 @findings_app.command("mark")
@@ -113,6 +163,16 @@ def findings_mark(
     finding = known[fingerprint]
     until = f" until {(now + lifetime):%Y-%m-%d}" if lifetime else ""
     typer.echo(f"{fingerprint}: {chosen[0].replace('_', ' ')}{until} ({finding.rule_id} on {finding.asset_id})")
+
+
+def _period_end(period: str, end: str | None) -> datetime:
+    if end is None:
+        return period_end(period, utc_now())
+    try:
+        moment = datetime.fromisoformat(end)
+    except ValueError:
+        fail(f"--end must be a date or an ISO 8601 time, not {end!r}")
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _open(config: Config) -> StateStore:

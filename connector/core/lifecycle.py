@@ -191,4 +191,38 @@ class Measurement:
         return _event_id("kpi", self.scope_kind, self.scope_value, self.at.isoformat())
 
 
-StateChange = Transition | Drift | AssetChange | ThirdPartyDependency | Measurement
+@dataclass(frozen=True)
+class DigestEntry:
+    fingerprint: str
+    asset_id: str
+    rule_id: str
+    severity: Severity
+    opened_at: datetime
+    resolved_at: datetime | None
+    due: datetime | None  # opened_at + the severity's SLA; None: info, no SLA
+
+
+@dataclass(frozen=True)
+class Digest:
+    """One owner's roll-up of a period (daily, weekly): what opened, what was resolved, what is past its SLA.
+    Routine findings reach people this way instead of one message each."""
+
+    owner: str
+    period: str  # daily, weekly
+    start: datetime
+    end: datetime
+    opened: tuple[DigestEntry, ...]
+    resolved: tuple[DigestEntry, ...]
+    overdue: tuple[DigestEntry, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        """One per owner and period kind: SIEM alerts suppress on it, playbooks cool down on it."""
+        return fingerprint(f"digest.{self.period}", self.owner, "", None)
+
+    @property
+    def event_id(self) -> str:
+        return _event_id("digest", self.owner, self.period, self.end.isoformat())
+
+
+StateChange = Transition | Drift | AssetChange | ThirdPartyDependency | Measurement | Digest

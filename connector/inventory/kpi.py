@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,6 +55,10 @@ RISK_EXPLOITABLE = 1.5  # rules of these categories, or tagged "exploitable", ar
 EXPLOITABLE_CATEGORIES = frozenset({"exposure", "takeover"})
 
 
+DigestPeriod = Literal["daily", "weekly"]
+DIGEST_PERIODS: tuple[DigestPeriod, ...] = ("daily", "weekly")
+
+
 class KpiSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -63,6 +67,9 @@ class KpiSettings(BaseModel):
                                  Severity.MEDIUM: timedelta(days=30), Severity.LOW: timedelta(days=90)},
         description="time to remediate, per severity; info findings have none")
     window: Duration = Field(default=timedelta(days=30), description="the period of the rates, MTTD and trends")
+    digests: list[DigestPeriod] = Field(
+        default_factory=lambda: list(DIGEST_PERIODS),
+        description="owners' digests the collector publishes after each period (midnight UTC; Monday for weekly)")
 
 
 @dataclass(frozen=True)

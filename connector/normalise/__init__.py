@@ -11,7 +11,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from connector.core.catalog import Catalog
 from connector.core.errors import ConfigError, format_validation_error
 from connector.core.events import NewEvent
-from connector.core.lifecycle import AssetChange, Drift, Measurement, StateChange, ThirdPartyDependency, Transition
+from connector.core.lifecycle import (
+    AssetChange,
+    Digest,
+    Drift,
+    Measurement,
+    StateChange,
+    ThirdPartyDependency,
+    Transition,
+)
 from connector.core.model import Finding
 from connector.core.resources import mappings_dir
 from connector.core.yamlio import load_yaml
@@ -20,6 +28,7 @@ from connector.normalise.cef import CefEncoder
 from connector.normalise.context import ContextBuilder, Runtime, Scoring
 from connector.normalise.dependencies import ACTION as DEPENDENCY_ACTION
 from connector.normalise.dependencies import dependency_spool_event
+from connector.normalise.digest import digest_spool_event
 from connector.normalise.drift import drift_spool_event
 from connector.normalise.ecs import EcsEncoder
 from connector.normalise.kpi import kpi_spool_event
@@ -52,6 +61,8 @@ def change_action(change: StateChange) -> str:
         return DEPENDENCY_ACTION
     if isinstance(change, Measurement):
         return "kpi"
+    if isinstance(change, Digest):
+        return f"digest-{change.period}"
     return f"drift-{change.kind}"
 
 
@@ -102,6 +113,8 @@ class Normaliser:
             return dependency_spool_event(change, self.contexts.connector, formats)
         if isinstance(change, Measurement):
             return kpi_spool_event(change, self.contexts.connector, formats)
+        if isinstance(change, Digest):
+            return digest_spool_event(change, self.contexts.connector, formats)
         raise TypeError(f"no event encoding for {type(change).__name__}")
 
     def spool_event(self, finding: Finding, formats: frozenset[str], transition: Transition | None = None) -> NewEvent:

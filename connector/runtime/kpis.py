@@ -9,7 +9,8 @@ from datetime import datetime
 
 from connector.core import metrics
 from connector.core.catalog import Catalog
-from connector.core.lifecycle import Measurement
+from connector.core.lifecycle import Digest, Measurement
+from connector.inventory.digest import digests, period_end
 from connector.inventory.kpi import SCOPE_KINDS, History, Kpis, compute, measurement, scopes
 from connector.respond.verdicts import VerdictStore
 from connector.runtime.config import Config
@@ -39,6 +40,19 @@ def current_kpis(config: Config, state: StateStore, catalog: Catalog, now: datet
     """The KPIs of every scope of ``kinds`` present in the inventory (overall first)."""
     known = history(config, state)
     return [compute(scope, known, catalog, config.kpi, now) for kind in kinds for scope in scopes(known.records, kind)]
+
+
+def due_digests(config: Config, state: StateStore, now: datetime) -> list[tuple[str, datetime, list[Digest]]]:
+    """(period, end, digests) of each configured period that ended since its digests were last published; the
+    caller records each with ``state.record_digest`` once published. Periods missed while the collector was down
+    are not made up: the digest of the latest one lists what is overdue."""
+    due: list[tuple[str, datetime, list[Digest]]] = []
+    for period in config.kpi.digests:
+        end = period_end(period, now)
+        last = state.last_digest(period)
+        if last is None or last < end:
+            due.append((period, end, digests(history(config, state), config.kpi, period, end)))
+    return due
 
 
 def measurements(config: Config, state: StateStore, catalog: Catalog, now: datetime) -> list[Measurement]:

@@ -21,7 +21,7 @@ from connector.core.model import Asset
 from connector.normalise import Normaliser, change_action
 from connector.runtime.collector import build_pipeline, collect, planned_assets, register_inventory
 from connector.runtime.config import Config
-from connector.runtime.kpis import measurements
+from connector.runtime.kpis import due_digests, measurements
 from connector.runtime.scheduler import next_slot, scan_id
 from connector.runtime.state import StateStore
 from connector.runtime.watch import WatchLane
@@ -101,6 +101,7 @@ class Sidecar:
             if due:
                 await self._scan(due, stop)
                 self._publish_kpis()
+            self._publish_digests()
             if once:
                 break
             wait = MAX_SLEEP
@@ -115,6 +116,18 @@ class Sidecar:
             self.pipeline.publish([], measurements(self.config, self.state, self.catalog, self.clock()))
         except ConnectorError as exc:  # the spool is full or failing: the next cycle publishes fresh figures
             log.warning("KPI metric events not spooled; the next cycle publishes fresh ones: %s", exc)
+
+    def _publish_digests(self) -> None:
+        """Each owner's digest once a day (and week) has ended; a period is marked done only once spooled."""
+        for period, end, digests in due_digests(self.config, self.state, self.clock()):
+            try:
+                self.pipeline.publish([], digests)
+            except ConnectorError as exc:
+                log.warning("digests not spooled; tried again on the next loop: %s", exc, extra={"period": period})
+                return
+            self.state.record_digest(period, end)
+            if digests:
+                log.info("digests published", extra={"period": period, "owners": len(digests)})
 
     async def rescan_now(self, asset: Asset, changed: list[str]) -> bool:
         """The watch lane saw ``changed``: every check of the asset, now, outside its schedule."""

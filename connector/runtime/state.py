@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS sentinels (
     sentinel TEXT NOT NULL,
     observed_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS digests (
+    period TEXT PRIMARY KEY,
+    last_end TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS schedule (
     asset_id TEXT PRIMARY KEY,
     last_slot TEXT NOT NULL,
@@ -78,6 +82,15 @@ class StateStore:
 
     def third_parties(self) -> list[tuple[str, str | None, str, str]]:
         return reported_dependencies(self._db)
+
+    def last_digest(self, period: str) -> datetime | None:
+        """The end of the last period whose digests were published."""
+        row = self._db.execute("SELECT last_end FROM digests WHERE period = ?", (period,)).fetchone()
+        return datetime.fromisoformat(row[0]) if row else None
+
+    def record_digest(self, period: str, end: datetime) -> None:
+        self._db.execute("INSERT INTO digests (period, last_end) VALUES (?, ?) ON CONFLICT(period) DO UPDATE SET "
+                         "last_end = excluded.last_end", (period, end.isoformat()))
 
     def slot(self, asset_id: str) -> tuple[datetime, bool] | None:
         """The asset's last scheduled slot and whether its scan completed."""

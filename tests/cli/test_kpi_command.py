@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,25 @@ def test_kpi_refuses_an_unknown_scope_and_a_state_dir_with_no_history(tmp_path: 
     assert wrong.returncode == 2 and "--scope must be one of overall, owner, criticality, tag" in wrong.stderr
     empty = connector("kpi", "-c", str(config))
     assert empty.returncode == 2 and "no history yet" in empty.stderr and "Traceback" not in empty.stderr
+
+
+def test_digest_rolls_up_each_owners_day_as_events(pki: Pki, tmp_path: Path) -> None:
+    broken = hardened_routes(drop=("Content-Security-Policy",))
+    with site("blog.digest.test", pki.intermediate.issue(["blog.digest.test"]), https_routes=broken) as blog:
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump({
+            "assets": [blog.asset.model_dump(mode="json", exclude_none=True) | {"owner": "marketing"}],
+            "scan": {"ca_bundle": str(pki.bundle)}, "state_dir": str(tmp_path / "state")}))
+        scan(config, tmp_path / "scan.jsonl")
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    done = connector("digest", "-c", str(config), "--period", "daily", "--end", tomorrow)
+    assert done.returncode == 0, done.stderr
+    [digest] = [json.loads(line) for line in done.stdout.splitlines()]
+    assert_ecs_valid(digest)
+    assert digest["postern"]["asset"]["owner"] == "marketing" and digest["event"]["action"] == "digest-daily"
+    assert "csp.missing" in {entry["rule"] for entry in digest["postern"]["digest"]["opened"]}
+    assert f"1 daily digest(s) for the period ending {tomorrow} 00:00 UTC" in done.stderr
+    yesterday = connector("digest", "-c", str(config), "--end", "2026-01-01")
+    assert yesterday.returncode == 0 and yesterday.stdout == ""  # nothing happened then: no digest
+    wrong = connector("digest", "-c", str(config), "--end", "next tuesday")
+    assert wrong.returncode == 2 and "--end must be a date" in wrong.stderr

@@ -9,8 +9,11 @@ from typing import Any
 import pytest
 
 from connector.core.errors import ConfigError
-from connector.core.lifecycle import Drift
-from connector.core.model import Asset, Criticality
+from connector.core.lifecycle import AssetRecord, Drift, Episode
+from connector.core.model import Asset, Criticality, Severity
+from connector.inventory.digest import digests
+from connector.inventory.kpi import History, KpiSettings
+from connector.normalise.digest import digest_ecs
 from connector.normalise.drift import drift_ecs
 from connector.respond.actions.base import StepContext
 from connector.respond.actions.suppress import SuppressAction, SuppressSettings
@@ -105,6 +108,26 @@ def test_a_drift_on_a_critical_asset_mails_its_owner_once_per_hour(tmp_path: Pat
     routine = planner.plan_callback(callback(planner, drift_alert(Criticality.LOW, "d3"), "d-3"), MONDAY_NOON)
     assert [step for step in routine if step.playbook == "drift-critical-notify-owner"] == []
     assert all(step.playbook != "high-finding-ticket" for step in planned + routine)  # a change is not a failure
+
+
+def test_an_owners_daily_digest_is_one_email_listing_its_findings(tmp_path: Path) -> None:
+    end = MONDAY_NOON.replace(hour=0)
+    asset = Asset(host="shop.example.test", owner="web-team@example.test")
+    history = History([AssetRecord(asset, "config", None, end - timedelta(days=30), end, end)], [],
+                      [Episode("a1" * 16, asset.id, "csp.missing", Severity.MEDIUM, end - timedelta(hours=5), None),
+                       Episode("b2" * 16, asset.id, "hsts.missing", Severity.HIGH, end - timedelta(days=9), None)],
+                      [], {})
+    [digest] = digests(history, KpiSettings(), "daily", end)
+    document = digest_ecs(digest, {"version": "1", "hostname": "sidecar", "name": "sidecar"})
+    alert = {"rule": {"id": "rule-digest"}, "alert": {"uuid": "u-digest"}, "date": "d", "alerts": [document]}
+    planner = engine(tmp_path)
+    planned = [step for step in planner.plan_callback(callback(planner, alert, "dg-1"), MONDAY_NOON)
+               if step.decision is Decision.QUEUED]
+    [mail] = planned  # the digest only: no per-finding playbook fires on it
+    assert mail.playbook == "routine-daily-digest" and mail.params["to"] == "web-team@example.test"
+    assert mail.params["subject"] == "Daily posture digest: 1 opened, 0 resolved, 1 past SLA"
+    assert "Opened:\n- medium csp.missing on shop.example.test" in mail.params["body"]
+    assert "Past their SLA:\n- high hsts.missing on shop.example.test" in mail.params["body"]
 
 
 def test_a_storm_of_alerts_about_one_finding_is_one_run(tmp_path: Path) -> None:

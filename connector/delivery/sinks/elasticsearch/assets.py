@@ -21,6 +21,7 @@ from connector.core.yamlio import load_yaml
 from connector.delivery.sinks.base import SetupStep
 from connector.normalise.assets import ASSET_ECS_FIELDS
 from connector.normalise.audit import AUDIT_ECS_FIELDS
+from connector.normalise.digest import DIGEST_ECS_FIELDS
 from connector.normalise.drift import DRIFT_ECS_FIELDS
 from connector.normalise.ecs import ecs_reference
 from connector.normalise.kpi import KPI_ECS_FIELDS
@@ -54,7 +55,7 @@ def field_types(directory: Path | None = None) -> dict[str, str]:
             for name, field in reference.items():
                 if name.startswith(target + "."):
                     types[name] = field.type
-    types |= AUDIT_ECS_FIELDS | ASSET_ECS_FIELDS | DRIFT_ECS_FIELDS | KPI_ECS_FIELDS
+    types |= AUDIT_ECS_FIELDS | ASSET_ECS_FIELDS | DRIFT_ECS_FIELDS | KPI_ECS_FIELDS | DIGEST_ECS_FIELDS
     # the fields of the other event kinds (audit, asset, drift, kpi), which no mapping file targets
     types |= {name: str(kind) for name, kind in custom.items() if name not in types}
     return {name: kind for name, kind in sorted(types.items()) if kind not in _NOT_INDEXED_TYPES}
