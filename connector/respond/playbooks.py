@@ -27,6 +27,7 @@ from connector.core.errors import ConfigError
 from connector.core.model import Criticality, Severity, Status, is_advisory
 from connector.core.units import Duration
 from connector.core.yamlio import load_yaml
+from connector.respond.actions import action_types
 
 _TEMPLATES = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
@@ -228,12 +229,20 @@ def load_playbooks(directory: Path) -> list[Playbook]:
 def load_playbook(path: Path) -> Playbook:
     document = load_yaml(path)
     try:
-        return Playbook.model_validate(document)
+        playbook = Playbook.model_validate(document)
     except ValidationError as exc:
         lines = _lines(path)
         raise ConfigError("\n".join(
             f"{path}:{_line_of(lines, error['loc'])}: {'.'.join(map(str, error['loc'])) or '(document)'}: "
             f"{error['msg']}" for error in exc.errors())) from None
+    known = action_types()
+    unknown = [(index, step.action) for index, step in enumerate(playbook.steps) if step.action not in known]
+    if unknown:  # else the step would wait forever for an action no configuration can provide
+        lines = _lines(path)
+        raise ConfigError("\n".join(
+            f"{path}:{_line_of(lines, ('steps', index, 'action'))}: steps.{index}.action: unknown action "
+            f"{action!r} (known: {', '.join(sorted(known))})" for index, action in unknown))
+    return playbook
 
 
 def _lines(path: Path) -> dict[tuple[Any, ...], int]:

@@ -71,6 +71,16 @@ def test_errors_name_the_file_and_line(tmp_path: Path) -> None:
     assert f"{broken}:7: steps.0.params" in message and "template" in message
 
 
+def test_a_step_naming_an_action_that_does_not_exist_is_an_error_at_its_line(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("name: typo\ntrigger:\n  rules: [cert.*]\nsteps:\n  - action: notify.email\n"
+                    "  - action: notify.digest\n    params: {to: someone}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_playbook(typo)
+    assert f"{typo}:6: steps.1.action: unknown action 'notify.digest'" in str(raised.value)
+    assert "notify.email" in str(raised.value)  # the known ones are listed
+
+
 def test_a_critical_exposure_pages_and_files_a_ticket_with_the_findings_fields(tmp_path: Path) -> None:
     planner = engine(tmp_path)
     planned = planner.plan_callback(callback(planner, exposure_alert(), "cb-1"), MONDAY_NOON)
