@@ -126,3 +126,5 @@ def test_the_shipped_trigger_searches_use_emitted_fields_and_suppress_per_findin
         assert fields and fields <= emitted, (name, sorted(fields - emitted))
         assert stanza["disabled"] == "1" and stanza["action.postern_respond"] == "1"
         assert stanza["alert.suppress.fields"] == "postern.fingerprint"
+        # field throttling applies per result only: in digest mode one finding would mute all others
+        assert stanza["alert.digest_mode"] == "0", name
