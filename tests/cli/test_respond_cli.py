@@ -65,22 +65,23 @@ def test_a_signed_alert_is_planned_and_audited_in_the_siem(tmp_path: Path) -> No
         forged = {**headers, "webhook-signature": "v1," + base64.b64encode(b"x" * 32).decode()}
         assert httpx.post(url, content=body, headers=forged).status_code == 401
         sink = tmp_path / "events.jsonl"
-        wait_until(lambda: sum(e["event"]["action"].startswith("playbook-step") for e in events(sink)) >= 3,
+        wait_until(lambda: sum(e["event"]["action"].startswith("playbook-step") for e in events(sink)) >= 2,
                    timeout=30)
     audit = events(tmp_path / "events.jsonl")
     actions = [event["event"]["action"] for event in audit]
     assert {"callback-accepted", "callback-rejected"} <= set(actions)
     steps = {event["postern"]["audit"]["playbook"]: event for event in audit
              if event["event"]["action"] == "playbook-step-queued"}
-    # 9 days left: the owner's e-mail, a ticket (14 days or less), and the medium finding in the daily digest
-    assert set(steps) == {"cert-expiring-notify-owner", "cert-expiring-ticket", "routine-daily-digest"}
+    # 9 days left: the owner's e-mail and a ticket (14 days or less); the medium finding waits for the owner's
+    # daily digest event instead of a message of its own
+    assert set(steps) == {"cert-expiring-notify-owner", "cert-expiring-ticket"}
     assert all(event["event"]["kind"] == "event" and event["event"]["dataset"] == "postern.audit" for event in audit)
     rejected = next(event for event in audit if event["event"]["action"] == "callback-rejected")
     assert rejected["event"]["outcome"] == "failure" and rejected["http"]["response"]["status_code"] == 401
     listed = connector("respond", "jobs", "list", "-c", str(config))
     assert listed.returncode == 0, listed.stderr
     pending = [line.split("\t") for line in listed.stdout.splitlines()]
-    assert sorted(row[3] for row in pending if row[1] == "pending") == ["notify.digest", "notify.email", "ticket.jira"]
+    assert sorted(row[3] for row in pending if row[1] == "pending") == ["notify.email", "ticket.jira"]
 
 
 def _answers(port: int) -> bool:

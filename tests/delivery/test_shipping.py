@@ -86,6 +86,14 @@ def write_config(path: Path, sinks: list[dict[str, object]]) -> Path:
     return path
 
 
+# What one scan of write_config's single asset publishes: an error event per check, the asset's creation, and a
+# KPI metric event per scope it is in (overall, its owner "(none)" and its criticality)
+KPI_SCOPES = {("overall", "all"), ("owner", "(none)"), ("criticality", "medium")}
+
+
+def published_per_scan() -> int:
+    return len(web_checks()) + 1 + len(KPI_SCOPES)
+
 
 def test_scan_exits_3_and_says_so_when_the_receiver_rejects_events(tmp_path: Path) -> None:
     with ElasticsearchEmulator() as cluster:
@@ -96,7 +104,7 @@ def test_scan_exits_3_and_says_so_when_the_receiver_rejects_events(tmp_path: Pat
         stored = len(cluster.ids("logs-postern.findings-default"))
     assert done.returncode == 3, done.stderr
     assert "rejected by the receiver (elasticsearch: 2)" in done.stderr and "Traceback" not in done.stderr
-    assert stored == len(web_checks()) + 1 - 2  # one error event per check and the asset's creation, two refused
+    assert stored == published_per_scan() - 2
     status = connector("spool", "status", "-c", str(config), "--dead-letters")
     assert status.returncode == 0 and "document_parsing_exception" in status.stdout
 
@@ -110,8 +118,7 @@ def test_run_once_exits_3_when_events_could_not_be_delivered_in_time(tmp_path: P
     status = connector("spool", "status", "-c", str(config))
     assert status.returncode == 0
     pending = [line for line in status.stdout.splitlines() if line.strip().startswith("│ elasticsearch")]
-    # one event per check, and the inventory's asset-created
-    assert pending and pending[0].split("│")[2].strip() == str(len(web_checks()) + 1)
+    assert pending and pending[0].split("│")[2].strip() == str(published_per_scan())
 
 
 def test_spool_admin_commands_explain_instead_of_creating_or_guessing(tmp_path: Path) -> None:
@@ -129,5 +136,8 @@ def test_spool_admin_commands_explain_instead_of_creating_or_guessing(tmp_path: 
 def test_a_stdout_sink_is_not_doubled_by_the_scan_output(tmp_path: Path) -> None:
     config = write_config(tmp_path / "config.yaml", [{"type": "stdout"}])
     done = connector("scan", "-c", str(config), "-q")
-    ids = [json.loads(line)["event"]["id"] for line in done.stdout.splitlines()]
-    assert done.returncode == 0 and len(ids) == len(set(ids)) == len(web_checks()) + 1  # + the asset's creation
+    published = [json.loads(line) for line in done.stdout.splitlines()]
+    ids = [event["event"]["id"] for event in published]
+    assert done.returncode == 0 and len(ids) == len(set(ids)) == published_per_scan()
+    assert {(e["postern"]["kpi"]["scope"]["kind"], e["postern"]["kpi"]["scope"]["value"]) for e in published
+            if e["event"]["kind"] == "metric"} == KPI_SCOPES
