@@ -127,6 +127,8 @@ def findings_mark(
     false_positive: Annotated[bool, typer.Option("--false-positive", help="The finding is wrong.")] = False,
     accepted_risk: Annotated[bool, typer.Option("--accepted-risk", help="Right, and accepted as it is.")] = False,
     fixed: Annotated[bool, typer.Option("--fixed", help="Fixed: lifts an earlier verdict.")] = False,
+    acknowledged: Annotated[bool, typer.Option("--acknowledged",
+                                               help="Someone is on it: re-issued notices stop.")] = False,
     reason: Annotated[str, typer.Option(help="Why: kept with the verdict.")] = "",
     analyst: Annotated[str | None, typer.Option(help="Who decided (default: $USER).")] = None,
     expires: Annotated[str | None, typer.Option(help="The verdict lapses after this long, e.g. 90d.")] = None,
@@ -134,10 +136,10 @@ def findings_mark(
     """Record an analyst's verdict: a false positive or accepted risk is suppressed from alerts and playbooks (until
     it expires) and still counted in the KPIs."""
     chosen = [name for name, given in (("false_positive", false_positive), ("accepted_risk", accepted_risk),
-                                       ("fixed", fixed)) if given]
+                                       ("fixed", fixed), ("acknowledged", acknowledged)) if given]
     if len(chosen) != 1:
-        fail("give exactly one of --false-positive, --accepted-risk and --fixed")
-    if not reason and chosen[0] != "fixed":
+        fail("give exactly one of --false-positive, --accepted-risk, --fixed and --acknowledged")
+    if not reason and chosen[0] in ("false_positive", "accepted_risk"):
         fail("--reason is required: auditors ask why a finding was dismissed")
     lifetime: timedelta | None = None
     if expires:

@@ -105,6 +105,7 @@ class Verdict(StrEnum):
     FALSE_POSITIVE = "false_positive"
     ACCEPTED_RISK = "accepted_risk"
     FIXED = "fixed"
+    ACKNOWLEDGED = "acknowledged"  # someone is on it: re-issued notices stop; no verdict for the KPIs
 
 
 class Feedback(BaseModel):

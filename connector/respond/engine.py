@@ -40,7 +40,13 @@ CREATE TABLE IF NOT EXISTS playbook_runs (
     PRIMARY KEY (playbook, fingerprint, callback)
 );
 CREATE INDEX IF NOT EXISTS playbook_runs_by_time ON playbook_runs (playbook, at);
+CREATE TABLE IF NOT EXISTS resolutions (
+    fingerprint TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS resolutions_by_fingerprint ON resolutions (fingerprint, at);
 """
+FOLLOW_UP = "follow_up"  # the job parameter of a step that waits (``after``) or re-issues itself (``repeat``)
 
 
 class Decision(StrEnum):
@@ -96,6 +102,18 @@ class RunLedger:
             self._db.execute("INSERT OR IGNORE INTO playbook_runs (playbook, fingerprint, asset, callback, at) "
                              "VALUES (?, ?, ?, ?, ?)", (playbook, fingerprint, asset, callback, at.timestamp()))
 
+    def record_resolution(self, fingerprint: str, at: datetime) -> None:
+        """A finding's resolution, as a callback told it: kept through a reopening, so the follow-ups of the
+        episode it ended stay stopped while the new episode's run."""
+        with self._lock:
+            self._db.execute("INSERT INTO resolutions (fingerprint, at) VALUES (?, ?)", (fingerprint, at.timestamp()))
+
+    def resolved_since(self, fingerprint: str, since: datetime) -> datetime | None:
+        with self._lock:
+            row = self._db.execute("SELECT MIN(at) FROM resolutions WHERE fingerprint = ? AND at >= ?",
+                                   (fingerprint, since.timestamp())).fetchone()
+        return None if row[0] is None else datetime.fromtimestamp(row[0], UTC)
+
 
 class PlaybookEngine:
     def __init__(self, playbooks: Sequence[Playbook], queue: ActionQueue, ledger: RunLedger,
@@ -116,6 +134,9 @@ class PlaybookEngine:
             return [self._requested_action(payload, job.idempotency_key, now)]
         planned: list[PlannedStep] = []
         for finding in callback_findings(kind, payload):
+            fingerprint = field_value(finding, "postern.fingerprint")
+            if fingerprint and field_value(finding, "postern.lifecycle.change") == "resolved":
+                self.ledger.record_resolution(str(fingerprint), now)
             for playbook in self.playbooks:
                 if playbook.matches(finding, source, kind):
                     planned += self._plan_one(playbook, finding, job.idempotency_key, now)
@@ -131,6 +152,11 @@ class PlaybookEngine:
             mode = step.mode or playbook.mode
             try:
                 params = render(step.params, finding)
+                follow_up = None if step.after is None and step.repeat is None else {
+                    "since": now.isoformat(), "round": 0, "repeat": None if step.repeat is None else {
+                        "every": step.repeat.every.total_seconds(), "times": step.repeat.times,
+                        "tiers": render({"tiers": step.repeat.tiers}, finding)["tiers"],
+                        "param": step.repeat.param}}
             except TemplateError as exc:
                 steps.append(PlannedStep(playbook.name, index, step.action, step.params, fingerprint, asset,
                                          Decision.SKIPPED, f"template error: {exc}"))
@@ -146,14 +172,49 @@ class PlaybookEngine:
             key = f"{callback}:{playbook.name}:{fingerprint}:{index}"
             approval = mode is Mode.APPROVE
             self.queue.enqueue(key, step.action, {"params": params, "playbook": playbook.name,
-                                                  "fingerprint": fingerprint, "asset": asset},
-                               awaiting_approval=approval)
+                                                  "fingerprint": fingerprint, "asset": asset, FOLLOW_UP: follow_up},
+                               not_before=now + step.after if step.after else None, awaiting_approval=approval)
             steps.append(PlannedStep(playbook.name, index, step.action, params, fingerprint, asset,
                                      Decision.AWAITING_APPROVAL if approval else Decision.QUEUED,
                                      "waits for approval" if approval else "queued", key))
         if not blocked and any(step.job_key for step in steps):
             self.ledger.record(playbook.name, fingerprint, asset, callback, now)
         return steps
+
+    def follow_up_stopped(self, job: Job, now: datetime) -> str | None:
+        """Why a step that waited (``after``) or re-issues itself (``repeat``) no longer runs: the finding was
+        resolved, or a person has seen it, since it was planned; or it is suppressed, or everything is switched
+        off. None: it runs."""
+        follow_up, fingerprint = job.params.get(FOLLOW_UP), str(job.params.get("fingerprint") or "")
+        if not follow_up:
+            return None
+        if self.killed():
+            return "the global kill switch is on"
+        since = datetime.fromisoformat(follow_up["since"])
+        resolved = self.ledger.resolved_since(fingerprint, since)
+        if resolved is not None:
+            return f"the finding was resolved at {resolved.isoformat(timespec='seconds')}"
+        seen = self.verdicts.reviewed_since(fingerprint, since)
+        if seen is not None:
+            when = seen.recorded.isoformat(timespec="seconds")
+            return f"{seen.verdict.replace('_', ' ')} by {seen.analyst} at {when}"
+        return self._suppressed(fingerprint, now)
+
+    def schedule_reissue(self, job: Job, now: datetime) -> bool:
+        """Queue the step's next re-issue, to its next contact tier; False when it has none left. Keyed by round,
+        so a worker that runs a step twice (a crash before "done") still queues one re-issue."""
+        follow_up = job.params.get(FOLLOW_UP) or {}
+        repeat = follow_up.get("repeat")
+        if not repeat or follow_up["round"] >= repeat["times"]:
+            return False
+        following = {**follow_up, "round": follow_up["round"] + 1}
+        params = dict(job.params.get("params") or {})
+        if repeat["tiers"]:
+            params[repeat["param"]] = repeat["tiers"][min(following["round"], len(repeat["tiers"])) - 1]
+        base = job.idempotency_key.split(":reissue:")[0]
+        return self.queue.enqueue(f"{base}:reissue:{following['round']}", job.action,
+                                  {**job.params, "params": params, FOLLOW_UP: following},
+                                  not_before=now + timedelta(seconds=repeat["every"]))
 
     def _record_verdict(self, payload: Mapping[str, Any], now: datetime) -> PlannedStep:
         expires = datetime.fromisoformat(payload["expires"]) if payload.get("expires") else None

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import time, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 import yaml
 from jinja2 import StrictUndefined, TemplateError
@@ -29,6 +29,7 @@ from connector.core.units import Duration
 from connector.core.yamlio import load_yaml
 from connector.respond.actions import action_types
 
+_T = TypeVar("_T")
 _TEMPLATES = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
@@ -104,22 +105,56 @@ class Condition(BaseModel):
             return False  # a string against a number: the finding does not match, it is not an error
 
 
+def _compiled(templates: _T) -> _T:
+    """``templates`` unchanged, once every string in it compiles."""
+    for text in _strings(templates):
+        try:
+            _TEMPLATES.from_string(text)
+        except TemplateError as exc:
+            raise ValueError(f"template {text!r}: {exc}") from None
+    return templates
+
+
+class Repeat(BaseModel):
+    """Re-issue a step while its finding stays open: every ``every``, at most ``times`` more, each time to the next
+    contact tier. It stops when the finding is resolved or a person acknowledges it (any verdict after the first
+    notice), so a notice nobody acts on escalates instead of repeating to the same inbox forever."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    every: Duration
+    times: int = Field(default=5, ge=1, le=100, description="re-issues at most, after the first")
+    tiers: list[str] = Field(default_factory=list, description="who each re-issue goes to, in order (templates); "
+                                                                "the last tier keeps being used; none: the same")
+    param: str = Field(default="to", description="the step parameter a tier fills")
+
+    @field_validator("tiers")
+    @classmethod
+    def _templates_compile(cls, tiers: list[str]) -> list[str]:
+        return _compiled(tiers)
+
+    @field_validator("every")
+    @classmethod
+    def _not_a_storm(cls, every: timedelta) -> timedelta:
+        if every < timedelta(minutes=5):
+            raise ValueError("re-issuing more often than every 5 minutes is a storm, not a reminder")
+        return every
+
+
 class Step(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: str = Field(pattern=r"^[a-z][a-z0-9_.]{0,63}$")
     params: dict[str, Any] = Field(default_factory=dict)
     mode: Mode | None = Field(default=None, description="overrides the playbook's mode for this step")
+    after: Duration | None = Field(default=None, description="wait this long first, and run only if the finding "
+                                                              "is still open and nobody has acknowledged it")
+    repeat: Repeat | None = None
 
     @field_validator("params")
     @classmethod
     def _templates_compile(cls, params: dict[str, Any]) -> dict[str, Any]:
-        for text in _strings(params):
-            try:
-                _TEMPLATES.from_string(text)
-            except TemplateError as exc:
-                raise ValueError(f"template {text!r}: {exc}") from None
-        return params
+        return _compiled(params)
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

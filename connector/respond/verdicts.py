@@ -1,7 +1,8 @@
-"""Analysts' verdicts on findings (false positive, accepted risk, fixed): kept for the KPIs, and obeyed.
+"""Analysts' verdicts on findings (false positive, accepted risk, fixed, acknowledged): kept for the KPIs, and obeyed.
 
 A false-positive or accepted-risk verdict suppresses every playbook for that finding until it expires, so a
-finding an analyst has dismissed does not page anyone again; the suppression itself is audited as a skip.
+finding an analyst has dismissed does not page anyone again; the suppression itself is audited as a skip. An
+acknowledgement only says someone is on it: it stops re-issued notices, and is no verdict on the finding.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ CREATE TABLE IF NOT EXISTS verdicts (
 CREATE INDEX IF NOT EXISTS verdicts_by_fingerprint ON verdicts (fingerprint, id);
 """
 SUPPRESSING = ("false_positive", "accepted_risk")
+ACKNOWLEDGED = "acknowledged"
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ class VerdictStore:
         """The latest verdict on the finding, if it suppresses action now (a later "fixed" lifts it)."""
         with self._lock:
             row = self._db.execute("SELECT fingerprint, verdict, analyst, comment, recorded, expires FROM verdicts "
-                                   "WHERE fingerprint = ? ORDER BY id DESC LIMIT 1", (fingerprint,)).fetchone()
+                                   "WHERE fingerprint = ? AND verdict != ? ORDER BY id DESC LIMIT 1",
+                                   (fingerprint, ACKNOWLEDGED)).fetchone()
         if row is None:
             return None
         latest = Verdict(row[0], row[1], row[2], row[3], datetime.fromisoformat(row[4]),
@@ -73,8 +76,19 @@ class VerdictStore:
     def latest(self) -> dict[str, str]:
         """Each reviewed fingerprint's latest verdict (false_positive, accepted_risk, fixed), for the KPIs."""
         with self._lock:
-            rows = self._db.execute("SELECT fingerprint, verdict FROM verdicts ORDER BY id").fetchall()
+            rows = self._db.execute("SELECT fingerprint, verdict FROM verdicts WHERE verdict != ? ORDER BY id",
+                                    (ACKNOWLEDGED,)).fetchall()
         return dict(rows)
+
+    def reviewed_since(self, fingerprint: str, since: datetime) -> Verdict | None:
+        """The latest verdict or acknowledgement recorded after ``since``: a person has seen the finding."""
+        with self._lock:
+            row = self._db.execute("SELECT fingerprint, verdict, analyst, comment, recorded, expires FROM verdicts "
+                                   "WHERE fingerprint = ? ORDER BY id DESC LIMIT 1", (fingerprint,)).fetchone()
+        if row is None or datetime.fromisoformat(row[4]) < since:
+            return None
+        return Verdict(row[0], row[1], row[2], row[3], datetime.fromisoformat(row[4]),
+                       datetime.fromisoformat(row[5]) if row[5] else None)
 
     def close(self) -> None:
         self._db.close()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from connector.core.events import Rescanner
 from connector.core.resources import playbooks_dir
 from connector.respond.actions import build_actions
 from connector.respond.actions.base import Action, ActionError, StepContext
-from connector.respond.engine import Decision, PlannedStep, PlaybookEngine, RunLedger
+from connector.respond.engine import FOLLOW_UP, Decision, PlannedStep, PlaybookEngine, RunLedger
 from connector.respond.playbooks import load_playbooks
 from connector.respond.queue import ActionQueue, Job, JobEffects
 from connector.respond.receiver import PLAN_ACTION, build_app, server
@@ -36,17 +38,18 @@ _STEP_ACTIONS = {Decision.QUEUED: "playbook-step-queued", Decision.AWAITING_APPR
                  Decision.RECORDED: "feedback-recorded"}
 
 
-def open_queue(config: RespondConfig, state_dir: Path) -> ActionQueue:
-    return ActionQueue(state_dir / "actions.sqlite", config.queue)
+def open_queue(config: RespondConfig, state_dir: Path, clock: Callable[[], datetime] = utc_now) -> ActionQueue:
+    return ActionQueue(state_dir / "actions.sqlite", config.queue, clock=clock)
 
 
 class Responder:
     def __init__(self, config: RespondConfig, state_dir: Path, auditor: Auditor,
-                 rescanner: Rescanner | None = None) -> None:
+                 rescanner: Rescanner | None = None, clock: Callable[[], datetime] = utc_now) -> None:
         self.config = config
         self.auditor = auditor
         self.rescanner = rescanner
-        self.queue = open_queue(config, state_dir)
+        self.clock = clock  # the queue's too: what is due, and when a waiting step or a re-issue runs
+        self.queue = open_queue(config, state_dir, clock)
         kill_file = state_dir / KILL_SWITCH_FILE
         self.engine = PlaybookEngine(load_playbooks(config.playbooks or playbooks_dir()), self.queue,
                                      RunLedger(state_dir / "playbook-runs.sqlite"),
@@ -107,6 +110,13 @@ class Responder:
         details = {"job": job.idempotency_key, "action": job.action, "attempt": job.attempts,
                    "playbook": job.params.get("playbook"), "fingerprint": job.params.get("fingerprint"),
                    "asset": job.params.get("asset")}
+        stopped = self.engine.follow_up_stopped(job, self.clock())
+        if stopped is not None:
+            self.queue.complete(job.id, {"ran": False, "reason": stopped})
+            metrics.PLAYBOOK_STEPS.labels(job.action, "skipped").inc()
+            self.auditor.audit([AuditRecord("playbook-step-skipped", Outcome.UNKNOWN, f"not run: {stopped}",
+                                            {**details, "round": job.params[FOLLOW_UP]["round"]})])
+            return
         try:
             step = StepContext(str(job.params.get("fingerprint", "")), str(job.params.get("asset", "")),
                                job.params.get("playbook"), JobEffects(self.queue, job.id), self.tickets,
@@ -120,6 +130,8 @@ class Responder:
             metrics.PLAYBOOK_STEPS.labels(job.action, "failed").inc()
             log.warning("step %s failed (%s): %s", job.idempotency_key, outcome, exc)
             return
+        if self.engine.schedule_reissue(job, self.clock()):  # before "done": a crash in between re-runs, never loses it
+            result = {**result, "reissue_after_s": job.params[FOLLOW_UP]["repeat"]["every"]}
         self.queue.complete(job.id, result)
         metrics.PLAYBOOK_STEPS.labels(job.action, "succeeded").inc()
         self.auditor.audit([AuditRecord("playbook-step-succeeded", Outcome.SUCCESS, "done",
@@ -140,7 +152,7 @@ class Responder:
 
     def _plan(self, job: Job) -> None:
         try:
-            steps = self.engine.plan_callback(job, utc_now())
+            steps = self.engine.plan_callback(job, self.clock())
             self.auditor.audit([_step_record(job, step) for step in steps])
             for step in steps:
                 metrics.PLAYBOOK_STEPS.labels(step.action, step.decision.value).inc()

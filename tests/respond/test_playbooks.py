@@ -90,8 +90,10 @@ def test_a_critical_exposure_pages_and_files_a_ticket_with_the_findings_fields(t
     assert by_action["ticket.jira"].params["summary"] == \
         "Critical exposure: exposure.git_directory on shop.example.test"
     assert all(step.decision is Decision.QUEUED for step in planned)
-    queued = {job.action for job in planner.queue.jobs() if job.action != "playbooks.plan"}
-    assert queued == {"notify.pagerduty", "ticket.jira"}  # and high-finding-ticket's ticket, same action
+    queued = {job.action: job for job in planner.queue.jobs() if job.action != "playbooks.plan"}
+    # and high-finding-ticket's: its ticket (the same action) and its reminder, due once the SLA of 7 days is past
+    assert set(queued) == {"notify.pagerduty", "ticket.jira", "notify.email"}
+    assert queued["notify.email"].not_before == MONDAY_NOON + timedelta(days=7)
 
 
 def drift_alert(criticality: Criticality, date: str) -> dict[str, Any]:

@@ -11,19 +11,7 @@ import pytest
 
 from connector.core.errors import ConfigError
 from connector.respond.queue import ActionQueue, JobState, QueueConfig, QueueError
-
-START = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
+from support.clock import Clock
 
 
 def queue(path: Path, clock: Clock, **config: object) -> ActionQueue:
