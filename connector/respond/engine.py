@@ -26,6 +26,7 @@ from typing import Any
 from jinja2 import TemplateError
 
 from connector.core.errors import ConfigError
+from connector.respond.approvals import ApprovalSigner
 from connector.respond.playbooks import WEEKDAYS, Mode, Playbook, field_value, render
 from connector.respond.queue import ActionQueue, Job
 from connector.respond.verdicts import Verdict, VerdictStore
@@ -117,12 +118,14 @@ class RunLedger:
 
 class PlaybookEngine:
     def __init__(self, playbooks: Sequence[Playbook], queue: ActionQueue, ledger: RunLedger,
-                 verdicts: VerdictStore, *, killed: Callable[[], bool] = lambda: False) -> None:
+                 verdicts: VerdictStore, *, killed: Callable[[], bool] = lambda: False,
+                 approvals: ApprovalSigner | None = None) -> None:
         self.playbooks = list(playbooks)
         self.queue = queue
         self.ledger = ledger
         self.verdicts = verdicts
         self.killed = killed  # the global kill switch, read at every plan
+        self.approvals = approvals
 
     def plan_callback(self, job: Job, now: datetime) -> list[PlannedStep]:
         """Plan (and queue) the steps for every finding of one queued callback."""
@@ -147,11 +150,14 @@ class PlaybookEngine:
         fingerprint = str(field_value(finding, "postern.fingerprint") or "")
         asset = str(field_value(finding, "postern.asset.id") or field_value(finding, "url.domain") or "")
         blocked = self._guardrail(playbook, fingerprint, asset, callback, now)
+        run = run_key(callback, playbook.name, fingerprint)
+        waits = any((step.mode or playbook.mode) is Mode.APPROVE for step in playbook.steps)
+        extra = {"approval_url": self.approvals.link(run, now)} if waits and self.approvals else {}
         steps: list[PlannedStep] = []
         for index, step in enumerate(playbook.steps):
             mode = step.mode or playbook.mode
             try:
-                params = render(step.params, finding)
+                params = render(step.params, finding, extra)
                 follow_up = None if step.after is None and step.repeat is None else {
                     "since": now.isoformat(), "round": 0, "repeat": None if step.repeat is None else {
                         "every": step.repeat.every.total_seconds(), "times": step.repeat.times,
@@ -169,7 +175,7 @@ class PlaybookEngine:
                 steps.append(PlannedStep(playbook.name, index, step.action, params, fingerprint, asset,
                                          Decision.DRY_RUN, "dry run: planned, not executed"))
                 continue
-            key = f"{callback}:{playbook.name}:{fingerprint}:{index}"
+            key = f"{run}:{index}"
             approval = mode is Mode.APPROVE
             self.queue.enqueue(key, step.action, {"params": params, "playbook": playbook.name,
                                                   "fingerprint": fingerprint, "asset": asset, FOLLOW_UP: follow_up},
@@ -271,6 +277,11 @@ class PlaybookEngine:
         if self.ledger.runs_since(playbook.name, hour_ago) >= rails.max_runs_per_hour:
             return f"{rails.max_runs_per_hour} runs in the last hour"
         return None
+
+
+def run_key(callback: str, playbook: str, fingerprint: str) -> str:
+    """One playbook's run for one finding of one callback: its steps' keys extend it, an approval link names it."""
+    return f"{callback}:{playbook}:{fingerprint}"
 
 
 def callback_findings(kind: str, payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -216,9 +216,11 @@ class Playbook(BaseModel):
         )
 
 
-def render(params: Mapping[str, Any], finding: Mapping[str, Any]) -> dict[str, Any]:
-    """The step's parameters with every string rendered over the finding (sandboxed; undefined fields fail)."""
-    context = {"finding": finding, "field": lambda name: field_value(finding, name)}
+def render(params: Mapping[str, Any], finding: Mapping[str, Any],
+           extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The step's parameters with every string rendered over the finding (sandboxed; undefined fields fail);
+    ``extra`` adds what the run knows besides the finding (``approval_url``)."""
+    context = {**(extra or {}), "finding": finding, "field": lambda name: field_value(finding, name)}
 
     def walk(value: Any) -> Any:
         if isinstance(value, str):

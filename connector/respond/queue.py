@@ -150,6 +150,13 @@ class ActionQueue:
                        (JobState.PENDING, now, now, job_id))
         return True
 
+    def approve_run(self, run: str, approval_ttl: timedelta) -> list[int]:
+        """Approve every step of one playbook run that waits (an approval link names the run); the ids approved."""
+        prefix = run + ":"
+        rows = self._db().execute("SELECT id FROM jobs WHERE state = ? AND substr(idempotency_key, 1, ?) = ?",
+                                  (JobState.AWAITING_APPROVAL, len(prefix), prefix)).fetchall()
+        return [job_id for (job_id,) in rows if self.approve(job_id, approval_ttl)]
+
     def claim(self, worker: str, actions: Sequence[str] | None = None) -> Job | None:
         """The oldest due job (of ``actions``, if given), leased to ``worker``; an expired lease is due again."""
         now = self._now()

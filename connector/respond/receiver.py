@@ -17,6 +17,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import html
 import ipaddress
 import logging
 import math
@@ -32,13 +33,14 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from connector.core import metrics
 from connector.core.audit import Auditor, AuditRecord, Outcome
 from connector.core.clock import utc_now
 from connector.core.errors import ConnectorError, format_validation_error
+from connector.respond.approvals import APPROVALS_PATH, ApprovalRefused, ApprovalSigner
 from connector.respond.callbacks import (
     ActionRequest,
     Feedback,
@@ -46,7 +48,7 @@ from connector.respond.callbacks import (
     SplunkAlertAction,
     SplunkWebhook,
 )
-from connector.respond.queue import ActionQueue, QueueError
+from connector.respond.queue import ActionQueue, JobState, QueueError
 from connector.respond.settings import AuthMethod, RespondConfig, SourceConfig, SourceKind
 
 log = logging.getLogger(__name__)
@@ -122,7 +124,59 @@ def build_app(config: RespondConfig, queue: ActionQueue, auditor: Auditor,
 
     routes = [Route(endpoint.path, receiver.handler(endpoint), methods=["POST"]) for endpoint in ENDPOINTS]
     routes += [Route("/healthz", healthz), Route("/readyz", readyz), Route("/openapi.json", openapi)]
+    if config.approvals is not None:
+        approvals = _Approvals(ApprovalSigner(config.approvals, config.approval_ttl), queue, receiver)
+        routes.append(Route(APPROVALS_PATH, approvals.answer, methods=["GET", "POST"]))
     return Starlette(routes=routes)
+
+
+# The approval page is a button on a security decision: never framed (clickjacking), cached or sent as a referrer
+_PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+                 "Content-Security-Policy": "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+                 "X-Content-Type-Options": "nosniff"}
+
+
+class _Approvals:
+    """GET shows what a signed link would approve; POST (the page's button) approves it."""
+
+    def __init__(self, signer: ApprovalSigner, queue: ActionQueue, receiver: _Receiver) -> None:
+        self.signer = signer
+        self.queue = queue
+        self.receiver = receiver
+
+    async def answer(self, request: Request) -> Response:
+        query = request.query_params
+        run = query.get("run", "")
+        details = {"endpoint": APPROVALS_PATH, "run": run, "client": request.client.host if request.client else None}
+        try:
+            self.signer.verify(run, query.get("t", ""), query.get("sig", ""), utc_now())
+        except ApprovalRefused as refused:
+            await self.receiver.audit(AuditRecord("approval-rejected", Outcome.FAILURE, refused.reason,
+                                                   {**details, "status": refused.status}))
+            return _page(refused.status, "Not approved", refused.reason)
+        waiting = [job for job in await run_in_threadpool(self.queue.jobs, JobState.AWAITING_APPROVAL)
+                   if job.idempotency_key.startswith(run + ":")]
+        if not waiting:
+            return _page(404, "Nothing to approve", "No step of this run waits for approval: it was approved "
+                                                    "already, or its approval expired.")
+        steps = [f"{job.action} ({job.params.get('playbook')}, asset {job.params.get('asset')})" for job in waiting]
+        if request.method == "GET":
+            form = (f'<form method="post" action="{html.escape(str(request.url))}">'
+                    f'<button type="submit">Approve {len(steps)} step(s)</button></form>')
+            return _page(200, "Approve these steps?", "", steps, form)
+        approved = await run_in_threadpool(self.queue.approve_run, run, self.signer.ttl)
+        await self.receiver.audit(AuditRecord("approval-accepted", Outcome.SUCCESS,
+                                               f"{len(approved)} step(s) approved by link",
+                                               {**details, "status": 200, "jobs": approved}))
+        metrics.CALLBACKS.labels("approval-link", "accepted").inc()
+        return _page(200, "Approved", f"{len(approved)} step(s) approved; they run next.", steps)
+
+
+def _page(status: int, title: str, text: str, items: list[str] | None = None, form: str = "") -> Response:
+    listed = "".join(f"<li>{html.escape(item)}</li>" for item in items or [])
+    body = (f"<!doctype html><html lang=en><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p><ul>{listed}</ul>{form}</html>")
+    return HTMLResponse(body, status, headers=_PAGE_HEADERS)
 
 
 class _Receiver:
@@ -147,14 +201,14 @@ class _Receiver:
                 metrics.CALLBACKS.labels(identified[0].name if identified else "unknown", "rejected").inc()
                 details = {"endpoint": endpoint.path, "status": rejected.status, "client": client,
                            "source": identified[0].name if identified else None}
-                await self._audit(AuditRecord("callback-rejected", Outcome.FAILURE, rejected.reason, details))
+                await self.audit(AuditRecord("callback-rejected", Outcome.FAILURE, rejected.reason, details))
                 log.warning("callback to %s rejected (%d): %s", endpoint.path, rejected.status, rejected.reason)
                 return JSONResponse({"error": rejected.reason}, rejected.status, headers=rejected.headers)
             status, action, outcome = (202, "callback-accepted", "accepted") if fresh else \
                 (200, "callback-duplicate", "duplicate")
             details = {"endpoint": endpoint.path, "status": status, "client": client, "source": identified[0].name,
                        "dedup_key": dedup_key, "job": job_key}
-            await self._audit(AuditRecord(action, Outcome.SUCCESS, outcome, details))
+            await self.audit(AuditRecord(action, Outcome.SUCCESS, outcome, details))
             metrics.CALLBACKS.labels(identified[0].name, outcome).inc()
             log.info("callback from %s %s (key %s)", identified[0].name, outcome, dedup_key)
             return JSONResponse({"status": outcome, "key": job_key}, status)
@@ -184,7 +238,7 @@ class _Receiver:
             raise Rejected(503, "the action queue is unavailable; retry later", {"Retry-After": "5"}) from None
         return job_key, dedup_key, fresh
 
-    async def _audit(self, record: AuditRecord) -> None:
+    async def audit(self, record: AuditRecord) -> None:
         """Durable like the job; a spool that cannot take it is logged, and does not turn an answer into a 500."""
         try:
             await run_in_threadpool(self.auditor.audit, [record])

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from connector.core.errors import ConfigError
 from connector.core.units import ByteSize, Duration, Secret
 from connector.respond.actions import build_actions
+from connector.respond.approvals import ApprovalLinks
 from connector.respond.queue import QueueConfig
 
 
@@ -85,6 +86,8 @@ class RespondConfig(BaseModel):
     actions: dict[str, dict[str, Any]] = Field(default_factory=dict,
                                                description="settings per action (notify.email: {host: ...})")
     approval_ttl: Duration = Field(default=timedelta(hours=24), description="how long a step waits for approval")
+    approvals: ApprovalLinks | None = Field(default=None, description="signed approval links in notices "
+                                                                      "({{ approval_url }} in a step's params)")
 
     @model_validator(mode="after")
     def _actions_valid(self) -> Self:

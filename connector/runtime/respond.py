@@ -22,6 +22,7 @@ from connector.core.events import Rescanner
 from connector.core.resources import playbooks_dir
 from connector.respond.actions import build_actions
 from connector.respond.actions.base import Action, ActionError, StepContext
+from connector.respond.approvals import ApprovalSigner
 from connector.respond.engine import FOLLOW_UP, Decision, PlannedStep, PlaybookEngine, RunLedger
 from connector.respond.playbooks import load_playbooks
 from connector.respond.queue import ActionQueue, Job, JobEffects
@@ -54,7 +55,9 @@ class Responder:
         self.engine = PlaybookEngine(load_playbooks(config.playbooks or playbooks_dir()), self.queue,
                                      RunLedger(state_dir / "playbook-runs.sqlite"),
                                      VerdictStore(state_dir / "verdicts.sqlite"),
-                                     killed=lambda: config.kill_switch or kill_file.exists())
+                                     killed=lambda: config.kill_switch or kill_file.exists(),
+                                     approvals=ApprovalSigner(config.approvals, config.approval_ttl)
+                                     if config.approvals else None)
         self.actions = build_actions(config.actions)
         self.tickets = TicketLedger(state_dir / "tickets.sqlite")
         self.server = server(build_app(config, self.queue, auditor), config)
