@@ -87,7 +87,11 @@ class KibanaWebhook(BaseModel):
 class ActionRequest(BaseModel):
     """A SOAR platform asks for one action by name, about one finding."""
 
-    model_config = _STRICT
+    # exactly one of the two, as the validator below holds, said in the schema /openapi.json publishes
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"oneOf": [
+        {"required": ["fingerprint"], "properties": {"fingerprint": {"type": "string"}, "event": {"type": "null"}}},
+        {"required": ["event"], "properties": {"event": {"type": "object"}, "fingerprint": {"type": "null"}}},
+    ]})
 
     action: str = Field(pattern=r"^[a-z][a-z0-9_.]{0,63}$")
     fingerprint: str | None = Field(default=None, pattern=r"^[0-9a-f]{16,64}$")

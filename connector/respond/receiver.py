@@ -380,6 +380,15 @@ def openapi_document() -> dict[str, Any]:
                                                      "content": {"application/json": {"schema": {"type": "object"}}}},
                                              "503": {"description": "not ready",
                                                      "content": {"application/json": {"schema": {"type": "object"}}}}}}}
+    page = {"text/html": {"schema": {"type": "string"}}}
+    link = [{"name": name, "in": "query", "required": True, "schema": {"type": "string"}}
+            for name in ("run", "t", "sig")]
+    answers = {"200": {"description": "the steps the link approves (GET) or approved (POST)", "content": page},
+               "403": {"description": "altered or forged link", "content": page},
+               "404": {"description": "nothing waits for approval", "content": page},
+               "410": {"description": "expired link", "content": page}}
+    paths[APPROVALS_PATH] = {  # served when respond.approvals is set
+        "get": {"parameters": link, "responses": answers}, "post": {"parameters": link, "responses": answers}}
     schemas["Accepted"] = {"type": "object", "required": ["status", "key"],
                            "properties": {"status": {"enum": ["accepted", "duplicate"]}, "key": {"type": "string"}}}
     schemas["Error"] = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
