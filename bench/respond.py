@@ -11,6 +11,11 @@ concurrent loopback clients in this process, each callback signed (Standard Webh
 
 Prints accepted callbacks per second, p50/p99 latency and the server's peak RSS. Targets: ours >= 0.5x the
 baseline's rate; p99 <= 50 ms at 500 callbacks/s (the second, paced run).
+
+The third run is the whole responder (``connector respond``'s Responder: receiver, planner, ticket.jira worker)
+against the strict Jira emulator of tests/emulators, paced at 500 callbacks/s, one in 50 of them a new high
+finding that a playbook files a ticket for: it prints callback-to-ticket p50/p99 (target p99 <= 1 s) and checks
+that every such finding got exactly one ticket.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from emulators.jira import JiraEmulator  # noqa: E402 - the strict emulator the tests use, from its directory
+
 KEY = "whsec_" + base64.b64encode(b"bench signing key of 32 bytes!!!").decode()
 
 OURS = textwrap.dedent(f"""
@@ -51,6 +59,38 @@ OURS = textwrap.dedent(f"""
     config = RespondConfig.model_validate({{"host": "127.0.0.1", "port": int(sys.argv[1]), "sources": [
         {{"name": "ta", "kind": "splunk", "auth": "signature", "secret": "{KEY}", "rate_limit": 1000000}}]}})
     server(build_app(config, ActionQueue(Path(sys.argv[2]) / "actions.sqlite"), Discard()), config).run()
+""")
+
+TICKET_PLAYBOOK = """\
+name: high-ticket
+trigger: {rules: ['exposure.*'], min_severity: high}
+steps:
+  - action: ticket.jira
+    params: {summary: bench}
+guardrails: {max_runs_per_hour: 100000, max_runs_per_asset_per_hour: 100000}
+"""
+
+RESPONDER = textwrap.dedent(f"""
+    import sys
+    from pathlib import Path
+    from connector.core.audit import AuditRecord
+    from connector.respond.settings import RespondConfig
+    from connector.runtime.respond import Responder
+
+    class Discard:
+        def audit(self, records: list[AuditRecord]) -> None:
+            pass
+
+    state = Path(sys.argv[2])
+    (state / "playbooks").mkdir()
+    (state / "playbooks" / "ticket.yaml").write_text({TICKET_PLAYBOOK!r})
+    config = RespondConfig.model_validate({{"host": "127.0.0.1", "port": int(sys.argv[1]),
+        "playbooks": str(state / "playbooks"),
+        "sources": [{{"name": "ta", "kind": "splunk", "auth": "signature", "secret": "{KEY}", "rate_limit": 1000000}}],
+        "actions": {{"ticket.jira": {{"url": sys.argv[3], "email": "bot@example.test",
+                                     "api_token": "jira-api-token-0123456789", "project": "SEC",
+                                     "outbound": {{"allow": ["127.0.0.0/8"]}}}}}}}})
+    Responder(config, state, Discard()).serve()
 """)
 
 BASELINE = textwrap.dedent(f"""
@@ -76,11 +116,15 @@ BASELINE = textwrap.dedent(f"""
 """)
 
 
+TICKET_EVERY = 50  # one callback in this many is a new high finding that gets a ticket
+
+
 def body(n: int) -> bytes:
+    rule, severity = ("exposure.admin_login", "high") if n % TICKET_EVERY == 0 else ("cert.expiring_soon", "medium")
     return json.dumps({"sid": f"scheduler_bench_{n}", "search_name": "bench", "app": "TA-postern", "owner": "nobody",
                        "results_link": "https://splunk.test/@go", "results": [
-                           {"rule.id": "cert.expiring_soon", "postern.fingerprint": f"{n:032x}",
-                            "postern.severity": "medium"}]}).encode()
+                           {"rule.id": rule, "postern.fingerprint": f"{n:032x}", "postern.severity": severity,
+                            "postern.asset.id": f"a{n}.example.test"}]}).encode()
 
 
 def signed(n: int) -> tuple[bytes, dict[str, str]]:
@@ -90,7 +134,8 @@ def signed(n: int) -> tuple[bytes, dict[str, str]]:
                      "webhook-signature": Webhook(KEY).sign(message_id, now, payload)}
 
 
-async def load(url: str, total: int, clients: int, rate: float | None) -> tuple[float, list[float], int]:
+async def load(url: str, total: int, clients: int, rate: float | None,
+               sent_at: dict[int, float] | None = None) -> tuple[float, list[float], int]:
     requests = [signed(n) for n in range(total)]
     latencies: list[float] = []
     accepted = 0
@@ -106,6 +151,8 @@ async def load(url: str, total: int, clients: int, rate: float | None) -> tuple[
                 await asyncio.sleep(max(0.0, started + index / rate - time.perf_counter()))
             payload, headers = requests[index]
             sent = time.perf_counter()
+            if sent_at is not None:
+                sent_at[index] = time.monotonic()  # the Jira emulator stamps its issues on this clock
             response = await http.post(url, content=payload, headers=headers)
             latencies.append(time.perf_counter() - sent)
             accepted += response.status_code == 202
@@ -122,10 +169,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def measure(name: str, script: str, total: int, clients: int, rate: float | None) -> float:
+def measure(name: str, script: str, total: int, clients: int, rate: float | None, jira: JiraEmulator | None = None,
+            sent_at: dict[int, float] | None = None) -> float:
     port = free_port()
     with tempfile.TemporaryDirectory() as scratch:
-        process = subprocess.Popen([sys.executable, "-c", script, str(port), scratch], cwd=ROOT,
+        extra = [jira.url] if jira else []
+        process = subprocess.Popen([sys.executable, "-c", script, str(port), scratch, *extra], cwd=ROOT,
                                    stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 30
@@ -136,7 +185,11 @@ def measure(name: str, script: str, total: int, clients: int, rate: float | None
                 except OSError:
                     time.sleep(0.05)
             seconds, latencies, accepted = asyncio.run(load(f"http://127.0.0.1:{port}/v1/callbacks/splunk", total,
-                                                            clients, rate))
+                                                            clients, rate, sent_at))
+            if jira is not None:
+                deadline = time.monotonic() + 60
+                while len(jira.issues) < len(range(0, total, TICKET_EVERY)) and time.monotonic() < deadline:
+                    time.sleep(0.05)
             rss = int(next(line.split()[1] for line in Path(f"/proc/{process.pid}/status").read_text().splitlines()
                            if line.startswith("VmHWM:"))) / 1024
         finally:
@@ -157,6 +210,24 @@ def main() -> None:
     ours = measure("ours (receiver + queue)", OURS, args.callbacks, args.clients, None)
     print(f"ours / baseline: {ours / baseline:.2f}x (target >= 0.5x)")
     measure("ours, paced at 500/s", OURS, min(args.callbacks, 5000), args.clients, 500.0)
+    callback_to_ticket(min(args.callbacks, 5000), args.clients)
+
+
+def callback_to_ticket(total: int, clients: int) -> None:
+    sent_at: dict[int, float] = {}
+    with JiraEmulator() as jira:
+        measure("responder + Jira, at 500/s", RESPONDER, total, clients, 500.0, jira, sent_at)
+        issues = list(jira.issues.values())
+    wanted = set(range(0, total, TICKET_EVERY))
+    by_finding: dict[int, list[float]] = {}
+    for issue in issues:
+        label = next(label for label in issue.fields["labels"] if label.startswith("postern-"))  # the action's own
+        by_finding.setdefault(int(label.removeprefix("postern-"), 16), []).append(issue.created)
+    delays = sorted(min(created) - sent_at[n] for n, created in by_finding.items())
+    cut = statistics.quantiles(delays, n=100) if len(delays) > 1 else delays * 99
+    doubled = sum(len(created) > 1 for created in by_finding.values())
+    print(f"{'callback -> ticket':<28} p50 {cut[49] * 1000:6.0f} ms  p99 {cut[98] * 1000:6.0f} ms (target <= 1000 ms)"
+          f"  {len(by_finding)}/{len(wanted)} findings ticketed, {doubled} with more than one ticket")
 
 
 if __name__ == "__main__":
