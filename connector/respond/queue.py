@@ -114,6 +114,7 @@ class ActionQueue:
         self._jitter = jitter
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._arrived = threading.Condition()  # wakes idle workers of this process when a job is due
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db().executescript(_SCHEMA)
@@ -132,7 +133,20 @@ class ActionQueue:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (idempotency_key, action, json.dumps(dict(params), sort_keys=True), state, due, now, now),
             ).rowcount
+        if inserted and not awaiting_approval:
+            self.wake()
         return bool(inserted)
+
+    def wake(self) -> None:
+        """Tell this process's idle workers to look for due jobs now instead of at their next poll."""
+        with self._arrived:
+            self._arrived.notify_all()
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Until a job is enqueued in this process (or ``wake``), or ``timeout``: jobs that other processes
+        enqueue, or that become due later, are found by the poll that follows."""
+        with self._arrived:
+            self._arrived.wait(timeout)
 
     def approve(self, job_id: int, approval_ttl: timedelta) -> bool:
         """Make a waiting step due now; an approval asked for longer ago than ``approval_ttl`` has expired."""
@@ -148,6 +162,7 @@ class ActionQueue:
                 return False
             db.execute("UPDATE jobs SET state = ?, not_before = ?, updated = ? WHERE id = ?",
                        (JobState.PENDING, now, now, job_id))
+        self.wake()
         return True
 
     def approve_run(self, run: str, approval_ttl: timedelta) -> list[int]:

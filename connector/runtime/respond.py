@@ -34,6 +34,9 @@ from connector.respond.verdicts import VerdictStore
 log = logging.getLogger(__name__)
 
 KILL_SWITCH_FILE = "respond.disabled"
+# Idle workers wake at once for what this process enqueues (a callback, a planned step); this poll finds the rest:
+# retries and re-issues coming due, and approvals given by `connector respond approve` from another process
+_POLL_SECONDS = 0.5
 _STEP_ACTIONS = {Decision.QUEUED: "playbook-step-queued", Decision.AWAITING_APPROVAL: "playbook-step-awaiting-approval",
                  Decision.DRY_RUN: "playbook-step-dry-run", Decision.SKIPPED: "playbook-step-skipped",
                  Decision.RECORDED: "feedback-recorded"}
@@ -92,6 +95,7 @@ class Responder:
 
     def _stop_workers(self, threads: list[threading.Thread]) -> None:
         self._stopping.set()
+        self.queue.wake()
         for thread in threads:
             thread.join(10)
 
@@ -107,7 +111,7 @@ class Responder:
     def _work_forever(self, name: str) -> None:
         while not self._stopping.is_set():
             if not self.run_pending(name):
-                self._stopping.wait(0.2)
+                self.queue.wait_for_work(_POLL_SECONDS)
 
     def _run(self, action: Action[Any], job: Job) -> None:
         details = {"job": job.idempotency_key, "action": job.action, "attempt": job.attempts,
@@ -151,7 +155,7 @@ class Responder:
     def _plan_forever(self) -> None:
         while not self._stopping.is_set():
             if not self.plan_pending():
-                self._stopping.wait(0.2)
+                self.queue.wait_for_work(_POLL_SECONDS)
 
     def _plan(self, job: Job) -> None:
         try:
