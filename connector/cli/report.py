@@ -4,7 +4,7 @@ whole report model) or CSV (one row per KPI per day)."""
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -38,18 +38,21 @@ def report_command(
     scope: Annotated[list[str] | None, typer.Option(
         "--scope", help="KIND:VALUE (owner:web, criticality:high, tag:pay) or overall; repeatable: the assets "
                         "of any of them (default: overall).")] = None,
+    until: Annotated[str | None, typer.Option(
+        help="The window's end, a UTC date or ISO 8601 time (the report as it stood then); default: now.")] = None,
     output_format: Annotated[ReportFormat, typer.Option("--format", help="html, json (the whole report model) or "
                                                                          "csv (one row per KPI per day).")]
     = ReportFormat.HTML,
 ) -> None:
     """The posture report: KPIs and their trend, compliance, certificates, risk, findings and their remediation."""
     window = _window(since)
+    end = _until(until)
     scopes = [_scope(text) for text in scope or ["overall"]]
     loaded = load_config(config)
     catalog, _ = load_catalog_and_normaliser(loaded.mappings_dir, loaded.observer_name)
     store = _open(loaded)
     try:
-        report = posture_report(loaded, store, catalog, utc_now(), window=window, scopes=scopes)
+        report = posture_report(loaded, store, catalog, end, window=window, scopes=scopes)
     finally:
         store.close()
     if not any(day.values.get("assets") for day in report.days):
@@ -76,6 +79,16 @@ def _window(since: str) -> timedelta:
     if not timedelta(days=1) <= window <= MAX_WINDOW:
         raise typer.BadParameter(f"{since!r} is outside 1d to 366d", param_hint="--since")
     return window
+
+
+def _until(text: str | None) -> datetime:
+    if text is None:
+        return utc_now()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a date or an ISO 8601 time", param_hint="--until") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _scope(text: str) -> Scope:

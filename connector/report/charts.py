@@ -91,7 +91,7 @@ def _open_by_severity(report: PostureReport, days: Sequence[float]) -> Markup:
     axes.stackplot(days, series, labels=names, colors=[SEVERITY_COLOURS[n] for n in names], alpha=0.85)
     axes.set_ylabel("open findings")
     axes.set_ylim(bottom=0)
-    axes.legend(loc="upper left", ncols=4, fontsize=8)
+    figure.legend(loc="outside upper left", ncols=4, fontsize=8)
     _dates(axes)
     return _svg(figure, "Open findings by severity at the end of each day")
 
@@ -103,7 +103,7 @@ def _opened_resolved(report: PostureReport, days: Sequence[float]) -> Markup:
     axes.bar(days, [-p.resolved for p in report.days], color=SERIES[1], label="resolved")
     axes.axhline(0, color=INK, linewidth=0.8)
     axes.set_ylabel("findings per day")
-    axes.legend(loc="upper left", ncols=2, fontsize=8)
+    figure.legend(loc="outside upper left", ncols=2, fontsize=8)
     _dates(axes)
     return _svg(figure, "Findings opened (up) and resolved (down) per day")
 
@@ -120,7 +120,7 @@ def _line(days: Sequence[float], series: Sequence[tuple[str, Sequence[float]]], 
     else:
         axes.set_ylim(bottom=0)
     if len(series) > 1:
-        axes.legend(loc="lower left", ncols=2, fontsize=8)
+        figure.legend(loc="outside upper left", ncols=4, fontsize=8)
     _dates(axes)
     return _svg(figure, title)
 
