@@ -44,7 +44,7 @@ def report_command(
                                                                          "csv (one row per KPI per day).")]
     = ReportFormat.HTML,
 ) -> None:
-    """The posture report: KPIs and their trend, compliance, certificates, risk, findings and their remediation."""
+    """The posture report (HTML, JSON, CSV): KPI trends, compliance, certificates, risk."""
     window = _window(since)
     end = _until(until)
     scopes = [_scope(text) for text in scope or ["overall"]]
