@@ -28,7 +28,7 @@ SEVERITY_COLOURS = {"critical": "#d62839", "high": "#f77f00", "medium": "#d4a000
 SERIES = ("#4c9be8", "#2a9d8f", "#9b5de5", "#f77f00", "#d62839")
 STATE_COLOURS = {"expired": "#d62839", "expiring": "#f77f00", "valid": "#2a9d8f"}
 _STYLE: dict[str, Any] = {
-    "svg.fonttype": "none", "svg.hashsalt": "postern-report", "font.family": "DejaVu Sans", "font.size": 9,
+    "svg.fonttype": "none", "font.family": "DejaVu Sans", "font.size": 9,
     "text.color": INK, "axes.labelcolor": INK, "axes.edgecolor": INK, "xtick.color": INK, "ytick.color": INK,
     "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.color": INK, "grid.alpha": 0.15,
     "legend.frameon": False, "figure.dpi": 96,
@@ -146,9 +146,16 @@ def _bars(labels: Sequence[str], values: Sequence[float], colours: Sequence[str]
 
 def _svg(figure: Figure, title: str) -> Markup:
     """The figure as an inline ``<svg>``: no XML prologue or DOCTYPE, the placeholder ink as currentColor, and a
-    title for screen readers. matplotlib escapes the text it draws (asset names are user data)."""
+    title for screen readers, ids prefixed by the title. matplotlib escapes the text it draws (asset names are user
+    data)."""
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", transparent=True, metadata={"Date": None, "Creator": None})
+    with rc_context({"svg.hashsalt": f"postern-report {title}"}):  # ids stay unique across the page's charts
+        figure.savefig(buffer, format="svg", transparent=True, metadata={"Date": None, "Creator": None})
+    prefix = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
     text = _PROLOGUE.sub("", buffer.getvalue(), count=1).replace(INK, "currentColor")
+    # matplotlib numbers its ids per figure (figure_1, axes_1, clip paths, markers): prefixed, so that several
+    # charts in one page keep their ids unique and each url(#id) and href="#id" finds its own
+    text = text.replace(' id="', f' id="{prefix}-').replace("url(#", f"url(#{prefix}-")
+    text = text.replace('href="#', f'href="#{prefix}-')
     text = text.replace("<svg ", f'<svg class="chart" role="img" aria-label="{escape(title)}" ', 1)
     return Markup(text)  # matplotlib's own SVG output, its text escaped by matplotlib

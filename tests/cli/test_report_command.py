@@ -9,6 +9,8 @@ import io
 import json
 import re
 import time
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 import yaml
 from playwright.sync_api import ConsoleMessage, Request, sync_playwright
 
+from connector.inventory.kpi import History
 from support.cli import connector
 from support.month import DAYS, NOW, Month, simulate_month
 
@@ -74,6 +77,7 @@ def test_the_page_is_self_contained_and_every_chart_is_drawn_in_a_real_browser(p
                 return {label: s.getAttribute('aria-label'), width: box.width, height: box.height,
                         paths: paths.length, drawn: drawn.length};
             })""")
+            ids = page.evaluate("[...document.querySelectorAll('[id]')].map(e => e.id)")
             light = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
             page.emulate_media(color_scheme="dark")
             dark = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
@@ -91,6 +95,7 @@ def test_the_page_is_self_contained_and_every_chart_is_drawn_in_a_real_browser(p
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert width == 1200 and height > 3000  # the whole report, not a blank viewport
     assert {chart["label"] for chart in charts} == CHARTS
+    assert len(ids) == len(set(ids))  # the charts' clip paths and markers do not collide
     for chart in charts:
         assert chart["width"] > 100 and chart["height"] > 50, chart
         assert chart["drawn"] >= 3, chart  # axes, ticks and the series themselves
@@ -128,6 +133,32 @@ def test_json_and_csv_say_what_the_page_says(month: Month, page_file: Path, tmp_
     assert int(by_key[(last, "open.critical")]) == summary["open_by_severity"]["critical"]
     assert sum(int(by_key[(day, "opened")]) for day in days) == 11
     assert f'data-kpi="now:risk_score">{by_key[(last, "risk_score")]}<' in html
+
+
+def test_what_users_typed_is_escaped_on_the_page(month: Month) -> None:
+    """Owners and asset names are free text: the template autoescapes them, matplotlib escapes its own text."""
+    from connector.inventory.report import build  # noqa: PLC0415
+    from connector.report import render  # noqa: PLC0415
+    from connector.runtime.config import load_config  # noqa: PLC0415
+    from connector.runtime.kpis import history  # noqa: PLC0415
+    from connector.runtime.state import StateStore  # noqa: PLC0415
+
+    config = load_config(month.config)
+    store = StateStore(month.state_dir / "state.sqlite", exclusive=False)
+    try:
+        known = history(config, store, include_removed=True)
+    finally:
+        store.close()
+    hostile = "<script>alert(1)</script>"
+    renamed = {record.asset.id: hostile + record.asset.id for record in known.records}
+    records = [replace(record, asset=record.asset.model_copy(update={"owner": hostile,
+                                                                     "name": renamed[record.asset.id]}))
+               for record in known.records]
+    verdicts = [replace(v, asset_id=renamed[v.asset_id]) for v in known.verdicts]
+    episodes = [replace(e, asset_id=renamed[e.asset_id]) for e in known.episodes]
+    tampered = History(records, verdicts, episodes, [], {})
+    page = render(build(tampered, month.catalog, config.kpi, NOW, window=timedelta(days=DAYS)), "html").decode()
+    assert "<script" not in page and "&lt;script&gt;" in page
 
 
 def test_a_scope_and_a_window_narrow_the_report(month: Month, tmp_path: Path) -> None:
