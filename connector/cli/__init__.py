@@ -38,6 +38,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "kpi": ("kpi", "KPIs per scope: posture, MTTD, compliance, risk, remediation."),
     "digest": ("kpi", "Owners' digests of a day or week: opened, resolved, past SLA."),
     "findings": ("kpi", "Analysts' verdicts: false positives, accepted risks."),
+    "report": ("report", "The posture report (HTML, JSON, CSV): KPI trends, compliance, certificates, risk."),
 }
 
 

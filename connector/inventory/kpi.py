@@ -26,7 +26,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -188,7 +188,8 @@ def scopes(records: Sequence[AssetRecord], kind: str) -> list[Scope]:
 
 
 def compute(scope: Scope, history: History, catalog: Catalog, settings: KpiSettings, now: datetime) -> Kpis:
-    """Every KPI of ``scope`` at ``now``."""
+    """Every KPI of ``scope`` at ``now``, from a history as it stood at ``now``: for a past moment, pass
+    ``as_of(history, moment)`` (the store's history holds later episodes, detections and the latest verdicts)."""
     assets = {record.asset.id: record for record in history.records
               if record.removed_at is None and (scope.kind == "overall" or scope.value in _scope_values(record,
                                                                                                        scope.kind))}
@@ -221,6 +222,69 @@ def compute(scope: Scope, history: History, catalog: Catalog, settings: KpiSetti
         compliance={framework: _compliance(mine, catalog, framework) for framework in FRAMEWORKS},
         errored_checks=sum(1 for verdict in mine if verdict.status is Status.ERROR),
     )
+
+
+def in_scope(record: AssetRecord, scope: Scope) -> bool:
+    return scope.kind == "overall" or scope.value in _scope_values(record, scope.kind)
+
+
+def as_of(history: History, moment: datetime) -> History:
+    """The history as it stood at ``moment``, for the KPIs of a past day (the report's trends).
+
+    ``history.records`` should include removed assets (an asset removed since was there then). Assets not yet in
+    the inventory, episodes not yet opened and drifts not yet detected are left out; an episode resolved since is
+    open again. The ledger keeps only the latest verdict of each (asset, rule, subject), so the verdicts of an asset
+    scanned after ``moment`` are rebuilt from its episodes: failing where an episode was open then, passing where
+    the rule was evaluated and none was (errors stay errors: lost visibility then is not known). A certificate's
+    days left are recounted from its ``not_after``, and dropped when its asset's certificate changed since (the
+    one served then is not known). Analysts' verdicts carry no time and are kept.
+    """
+    records = [replace(record, removed_at=None) for record in history.records if record.first_seen <= moment
+               and (record.removed_at is None or record.removed_at > moment)]
+    present = {record.asset.id: record for record in records}
+    episodes = [replace(episode, resolved_at=None) if episode.resolved_at and episode.resolved_at > moment
+                else episode for episode in history.episodes if episode.opened_at <= moment]
+    open_then = {episode.fingerprint: episode for episode in episodes if episode.resolved_at is None}
+    renewed = {detection.asset_id for detection in history.detections
+               if detection.kind == "certificate" and detection.detected_at > moment}
+    verdicts = []
+    for verdict in history.verdicts:
+        record = present.get(verdict.asset_id)
+        if record is None:
+            continue
+        if record.last_scanned is None or record.last_scanned <= moment:
+            verdicts.append(verdict)  # its latest verdicts were already in force then
+            continue
+        verdicts.append(_verdict_at(verdict, open_then.get(verdict.fingerprint), moment,
+                                    verdict.asset_id in renewed))
+    return History(records, verdicts, episodes, [d for d in history.detections if d.detected_at <= moment],
+                   history.analyst)
+
+
+def _verdict_at(verdict: LatestVerdict, episode: Episode | None, moment: datetime, renewed: bool) -> LatestVerdict:
+    facts = {key: value for key, value in verdict.facts.items() if key not in ("days_left", "not_after")}
+    if "not_after" in verdict.facts and not renewed:
+        not_after = datetime.fromisoformat(str(verdict.facts["not_after"]))
+        facts |= {"not_after": verdict.facts["not_after"],
+                  "days_left": int((not_after - moment).total_seconds() // 86400)}
+    if episode is not None:
+        return replace(verdict, status=Status.FAIL, severity=episode.severity, is_open=True, facts=facts)
+    if verdict.status in (Status.PASS, Status.FAIL):
+        return replace(verdict, status=Status.PASS, severity=Severity.INFO, is_open=False, facts=facts)
+    return replace(verdict, is_open=False, facts=facts)
+
+
+def risk_by_asset(history: History, catalog: Catalog, now: datetime) -> dict[str, float]:
+    """Each present asset's risk score at ``now`` (the risk KPI's terms, summed per asset), highest first."""
+    assets = {record.asset.id: record for record in history.records if record.removed_at is None}
+    opened_at = {episode.fingerprint: episode.opened_at for episode in history.episodes
+                 if episode.resolved_at is None and episode.asset_id in assets}
+    totals = dict.fromkeys(assets, 0.0)
+    for verdict in history.verdicts:
+        if verdict.asset_id in assets and verdict.is_open and _failing(verdict):
+            totals[verdict.asset_id] += _risk([verdict], opened_at, assets, catalog, now)
+    return dict(sorted(((asset, round(score, 1)) for asset, score in totals.items()),
+                       key=lambda item: (-item[1], item[0])))
 
 
 def _scope_values(record: AssetRecord, kind: str) -> set[str]:

@@ -49,7 +49,7 @@ _MIGRATE_EPISODES = ("INSERT OR IGNORE INTO finding_episodes (fingerprint, opene
                      "json_extract(failing, '$.severity') FROM findings WHERE is_open = 1 AND failing IS NOT NULL "
                      "AND opened_at IS NOT NULL AND asset_id IS NOT NULL")
 # evidence the KPIs read from the latest verdict of each rule (connector/inventory/kpi.py), kept small
-KPI_FACTS = ("days_left",)
+KPI_FACTS = ("days_left", "not_after")  # not_after: the report's expiry timeline, and days left on a past day
 
 # evidence that moves on every scan without the finding changing (a certificate's days left): not a "change"
 VOLATILE_EVIDENCE = frozenset({"days_left"})

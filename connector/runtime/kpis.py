@@ -19,8 +19,10 @@ from connector.runtime.state import StateStore
 VERDICTS_FILE = "verdicts.sqlite"  # the analysts' verdicts: `connector findings mark` and POST /v1/feedback
 
 
-def history(config: Config, state: StateStore) -> History:
-    return History(state.assets.records(), state.findings.verdicts(), state.findings.episodes(),
+def history(config: Config, state: StateStore, *, include_removed: bool = False) -> History:
+    """``include_removed``: assets removed from the inventory too, for figures of past days (the report)."""
+    return History(state.assets.records(include_removed=include_removed), state.findings.verdicts(),
+                   state.findings.episodes(),
                    state.baselines.detections(), analyst_verdicts(config))
 
 
