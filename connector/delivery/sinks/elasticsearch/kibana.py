@@ -139,7 +139,8 @@ def _message(response: httpx.Response) -> str:
     except ValueError:
         return response.text[:300].strip() or response.reason_phrase
     if isinstance(body, dict) and body.get("message"):
-        return f"{body.get('error', response.reason_phrase)}: {body['message']}"[:1000]
+        message = " ".join(str(body["message"]).split())  # Elasticsearch's root causes come with tabs and newlines
+        return f"{body.get('error', response.reason_phrase)}: {message}"[:1000]
     return json.dumps(body)[:1000]
 
 
