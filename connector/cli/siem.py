@@ -24,8 +24,7 @@ from connector.runtime.state import StateStore
 
 splunk_app = typer.Typer(help="Create or check the Splunk index and HEC input; verify events arrived.",
                          no_args_is_help=True)
-elastic_app = typer.Typer(help="Install the Elasticsearch templates, ILM policy and ingest pipeline, and the "
-                          "Kibana connector, detection rules and dashboard.",
+elastic_app = typer.Typer(help="Install Elasticsearch templates, ILM and pipeline; Kibana connector, rules, dashboard.",
                           no_args_is_help=True)
 app.add_typer(splunk_app, name="splunk")
 app.add_typer(elastic_app, name="elastic")
