@@ -19,6 +19,7 @@ from connector.respond.callbacks import KibanaWebhook
 from emulators.elasticsearch import ElasticsearchEmulator
 from emulators.kibana import KibanaEmulator
 from support.cli import connector
+from support.pki import Pki
 
 API_KEY = "a2liYW5hLWtleS1pZDpraWJhbmEta2V5LXNlY3JldA=="  # base64("kibana-key-id:kibana-key-secret")
 TOKEN = "kibana-callback-token-0123456789"
@@ -109,6 +110,17 @@ def test_a_basic_auth_source_gets_encrypted_connector_secrets(tmp_path: Path) ->
         assert all(rule["enabled"] is False and rule["index"] == ["logs-postern.acme-*"]
                    for rule in space.rules.values())
         assert space.saved_objects[("index-pattern", "postern-events")]["attributes"]["title"] == "logs-postern.acme-*"
+
+
+def test_kibana_behind_its_own_ca_is_verified_with_the_ca_bundle(tmp_path: Path, pki: Pki) -> None:
+    chain = pki.intermediate.issue(["127.0.0.1"]).write(tmp_path, "kibana")
+    with KibanaEmulator(tls=chain) as kibana_:
+        config = write_config(tmp_path)
+        untrusted = setup(config, kibana_.url, "--kibana-only")
+        assert untrusted.returncode == 2 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr, untrusted.stderr
+        trusted = setup(config, kibana_.url, "--kibana-only", "--kibana-ca-bundle", str(pki.bundle))
+        assert trusted.returncode == 0, trusted.stderr
+        assert len(kibana_.space().connectors) == 1
 
 
 def test_a_wrong_api_key_is_one_clear_line_and_exit_code_2(tmp_path: Path) -> None:
@@ -234,3 +246,28 @@ def test_each_rule_action_renders_to_a_body_the_responder_accepts() -> None:
         body = KibanaWebhook.model_validate_json(render(action["params"]["body"], variables))
         assert body.rule.name == 'Postern - "quoted"' and body.rows() == [alert]
         assert body.dedup_key() == "3c1f0d:6b4e:2026-12-08T00:00:00.000Z"
+
+
+def test_the_emulator_imports_saved_objects_as_kibana_answers() -> None:
+    with KibanaEmulator() as kibana_:
+        headers = {"Authorization": f"ApiKey {API_KEY}", "kbn-xsrf": "true"}
+        lens = {"type": "lens", "id": "p", "attributes": {"title": "P"},
+                "references": [{"type": "index-pattern", "id": "absent", "name": "layer"}]}
+        view = {"type": "index-pattern", "id": "v", "attributes": {"title": "logs-*"}, "references": []}
+
+        def upload(*objects: dict[str, Any], overwrite: bool = False) -> dict[str, Any]:
+            ndjson = "".join(json.dumps(obj) + "\n" for obj in objects)
+            return httpx.post(f"{kibana_.url}/api/saved_objects/_import", headers=headers,
+                              params={"overwrite": str(overwrite).lower()},
+                              files={"file": ("export.ndjson", ndjson)}).json()
+
+        missing = upload(lens)
+        assert missing["success"] is False and missing["errors"][0]["error"] == {
+            "type": "missing_references", "references": [{"type": "index-pattern", "id": "absent"}]}
+        assert upload(view) == {"success": True, "successCount": 1, "errors": [],
+                                "successResults": [{"type": "index-pattern", "id": "v", "meta": {"title": "logs-*"}}]}
+        assert upload(view)["errors"][0]["error"] == {"type": "conflict"}
+        assert upload(view, overwrite=True)["successResults"][0]["overwrite"] is True
+        wrong = httpx.post(f"{kibana_.url}/api/saved_objects/_import", headers=headers,
+                           files={"file": ("export.json", "{}")})
+        assert wrong.status_code == 400 and "Invalid file extension" in wrong.json()["message"]

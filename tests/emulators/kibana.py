@@ -39,6 +39,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -93,7 +94,10 @@ class Space:
 
 class KibanaEmulator:
     def __init__(self, *, api_keys: tuple[str, ...] = ("a2liYW5hLWtleS1pZDpraWJhbmEta2V5LXNlY3JldA==",),
-                 users: dict[str, str] | None = None, spaces: tuple[str, ...] = ("default",)) -> None:
+                 users: dict[str, str] | None = None, spaces: tuple[str, ...] = ("default",),
+                 tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: (certificate chain, key) to serve HTTPS, as Kibana with ``server.ssl`` does."""
+        self.tls = tls
         self.api_keys = set(api_keys)
         self.users = users if users is not None else {"elastic": "changeme-please"}
         self.spaces = {name: Space() for name in spaces}
@@ -120,11 +124,13 @@ class KibanaEmulator:
                 Route(f"{prefix}/api/detection_engine/rules/_import", self._import_rules, methods=["POST"]),
                 Route(f"{prefix}/api/saved_objects/_import", self._import_objects, methods=["POST"]),
             ]
+        certfile, keyfile = self.tls or (None, None)
         self._server = uvicorn.Server(uvicorn.Config(Starlette(routes=routes), host="127.0.0.1", port=0,
-                                                     log_config=None, access_log=False, lifespan="off"))
+                                                     log_config=None, access_log=False, lifespan="off",
+                                                     ssl_certfile=certfile, ssl_keyfile=keyfile))
         threading.Thread(target=self._server.run, name="kibana-emulator", daemon=True).start()
         wait_until(lambda: self._server is not None and self._server.started)
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
         return self
 
     def __exit__(self, *exc: object) -> None:

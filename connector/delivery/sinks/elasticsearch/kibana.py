@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,12 @@ class KibanaClient:
             auth = httpx.BasicAuth(target.username, target.password.get_secret_value())
         else:
             raise ConfigError("Kibana: give an API key, or a username and password")
-        verify: Any = str(target.ca_bundle) if target.ca_bundle and target.verify_tls else target.verify_tls
+        verify: ssl.SSLContext | bool = False
+        if target.verify_tls:
+            try:
+                verify = ssl.create_default_context(cafile=str(target.ca_bundle) if target.ca_bundle else None)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"Kibana CA bundle {target.ca_bundle}: {exc}") from None
         base = target.url.rstrip("/") + (f"/s/{target.space}" if target.space and target.space != "default" else "")
         self.base = base
         self.target = target
@@ -119,6 +125,8 @@ class KibanaClient:
         try:
             response = self._client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
+            if _certificate_refused(exc):  # not transient: retrying cannot help
+                raise KibanaError(f"Kibana {method} {path}: {exc} (give its CA with --kibana-ca-bundle)") from None
             raise _Retryable(f"cannot reach Kibana at {self.base}: {exc}") from None
         if response.status_code == 429 or response.status_code >= 500:
             raise _Retryable(f"HTTP {response.status_code}: {_message(response)}", _retry_after(response))
@@ -130,6 +138,15 @@ class KibanaClient:
         except ValueError:
             raise KibanaError(f"Kibana {method} {path}: HTTP {response.status_code}, but the answer is not JSON "
                               f"(is {self.target.url} Kibana?): {response.text[:200]!r}") from None
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _message(response: httpx.Response) -> str:
