@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -271,3 +272,40 @@ def test_the_emulator_imports_saved_objects_as_kibana_answers() -> None:
         wrong = httpx.post(f"{kibana_.url}/api/saved_objects/_import", headers=headers,
                            files={"file": ("export.json", "{}")})
         assert wrong.status_code == 400 and "Invalid file extension" in wrong.json()["message"]
+
+
+def custom_mappings(tmp_path: Path) -> Path:
+    directory = tmp_path / "mappings"
+    shutil.copytree(Path(__file__).parents[2] / "mappings", directory)
+    return directory
+
+
+def test_a_panel_kibana_cannot_resolve_is_named_in_the_error(tmp_path: Path) -> None:
+    mappings = custom_mappings(tmp_path)
+    path = mappings / "elastic" / "kibana-dashboard.ndjson"
+    objects = [json.loads(line) for line in path.read_text().splitlines()]
+    objects[1]["references"][0]["id"] = "renamed-view"
+    path.write_text("".join(json.dumps(obj) + "\n" for obj in objects))
+    config = write_config(tmp_path)
+    document = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**document, "mappings_dir": str(mappings)}))
+    with KibanaEmulator() as kibana_:
+        done = setup(config, kibana_.url, "--kibana-only")
+        assert done.returncode == 2, done.stdout
+        assert "after 2 step(s)" in done.stderr and "missing_references index-pattern/renamed-view" in done.stderr
+        assert ("lens", objects[1]["id"]) not in kibana_.space().saved_objects
+        assert len(kibana_.space().saved_objects) == len(objects) - 1  # the others are imported all the same
+
+
+def test_a_rule_file_missing_a_field_fails_before_kibana_changes(tmp_path: Path) -> None:
+    mappings = custom_mappings(tmp_path)
+    path = mappings / "elastic" / kibana.RULES_FILE
+    rules = [json.loads(line) for line in path.read_text().splitlines()]
+    del rules[2]["query"]
+    path.write_text("".join(json.dumps(rule) + "\n" for rule in rules))
+    config = write_config(tmp_path)
+    config.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "mappings_dir": str(mappings)}))
+    with KibanaEmulator() as kibana_:
+        done = setup(config, kibana_.url, "--kibana-only")
+        assert done.returncode == 2 and "detection-rules.ndjson: rule 3: missing query" in done.stderr
+        assert kibana_.requests == []

@@ -341,7 +341,7 @@ class KibanaEmulator:
                 return _error(400, "Saved objects need a type and an id")  # inferred
             objects.append(obj)
         present = set(space.saved_objects) | {(o["type"], o["id"]) for o in objects}
-        errors, results = [], []
+        errors, results, accepted = [], [], []
         for obj in objects:
             key = (obj["type"], obj["id"])
             title = obj.get("attributes", {}).get("title")
@@ -361,12 +361,12 @@ class KibanaEmulator:
                 continue
             results.append({"type": obj["type"], "id": obj["id"], "meta": {"title": title},
                             **({"overwrite": True} if key in space.saved_objects else {})})
-        if not errors:  # Kibana writes nothing when any object has an error it did not resolve
-            with self._lock:
-                for obj in objects:
-                    space.saved_objects[(obj["type"], obj["id"])] = obj
-        return JSONResponse({"success": not errors, "successCount": len(results) if not errors else 0,
-                             "successResults": results if not errors else [], "errors": errors})
+            accepted.append(obj)
+        with self._lock:  # the objects without errors are written; the others are reported [SO]
+            for obj in accepted:
+                space.saved_objects[(obj["type"], obj["id"])] = obj
+        return JSONResponse({"success": not errors, "successCount": len(results), "successResults": results,
+                             "errors": errors})
 
 
 def _unknown_keys(body: Any, allowed: set[str], where: str) -> str:

@@ -263,11 +263,23 @@ def import_saved_objects(client: KibanaClient, objects: list[dict[str, Any]]) ->
         raise KibanaError("Kibana POST /api/saved_objects/_import: unexpected answer")
     errors = answer.get("errors") or []
     if errors or not answer.get("success"):
-        problems = "; ".join(f"{e.get('type')} {e.get('id')}: {e.get('error', {}).get('type', '?')}"
-                             f"{' ' + str(e['error']['message']) if e.get('error', {}).get('message') else ''}"
-                             for e in errors if isinstance(e, dict))
+        problems = "; ".join(_object_error(error) for error in errors)
         raise KibanaError(f"Kibana refused {len(errors)} of {len(objects)} saved object(s): {problems}")
     return f"{answer.get('successCount', len(objects))} objects imported"
+
+
+def _object_error(error: Any) -> str:
+    """``{type, id, error: {type: conflict|missing_references|unsupported_type|unknown, ...}}`` in a few words."""
+    if not isinstance(error, dict):
+        return str(error)[:300]
+    found = error.get("error")
+    detail: dict[str, Any] = found if isinstance(found, dict) else {}
+    reason = str(detail.get("type", "?"))
+    if detail.get("references"):
+        reason += " " + ", ".join(f"{ref.get('type')}/{ref.get('id')}" for ref in detail["references"])
+    if detail.get("message"):
+        reason += f" ({detail['message']})"
+    return f"{error.get('type')} {error.get('id')}: {reason}"[:300]
 
 
 # -- all of it -----------------------------------------------------------------------------------------------
@@ -277,7 +289,7 @@ def setup(target: KibanaTarget, responder: ResponderAuth, index_pattern: str, di
           enable_rules: bool = True, client: KibanaClient | None = None) -> list[SetupStep]:
     """Install (or update) the Webhook connector, the detection rules and the dashboard; idempotent."""
     # read and check the data first: a broken file should fail before anything changes in Kibana
-    rules = detection_rules(CONNECTOR_PLACEHOLDER, index_pattern, directory, enabled=enable_rules)
+    detection_rules(CONNECTOR_PLACEHOLDER, index_pattern, directory)
     objects = dashboard.saved_objects(index_pattern, directory)
     kibana = client or KibanaClient(target)
     steps: list[SetupStep] = []
@@ -285,10 +297,7 @@ def setup(target: KibanaTarget, responder: ResponderAuth, index_pattern: str, di
         connector_id, done = ensure_connector(kibana, responder)
         steps.append(SetupStep(f"Kibana Webhook connector {CONNECTOR_NAME!r} ({connector_id})",
                                f"{done}, calls {responder.url}"))
-        for rule in rules:
-            for action in rule.get("actions", []):
-                if action.get("id") == CONNECTOR_PLACEHOLDER:
-                    action["id"] = connector_id
+        rules = detection_rules(connector_id, index_pattern, directory, enabled=enable_rules)
         outcome = import_rules(kibana, rules)
         state = "enabled" if enable_rules else "disabled"
         steps.append(SetupStep(f"Kibana detection rules ({len(rules)}, {state})", outcome))
