@@ -31,7 +31,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "scan": ("scan", "Scan targets once with every check and write ECS or CEF events."),
     "spool": ("delivery", "Inspect the on-disk spool and its dead letters; replay or purge them."),
     "splunk": ("siem", "Create or check the Splunk index and HEC input; verify events arrived."),
-    "elastic": ("siem", "Install the Elasticsearch templates, ILM policy and ingest pipeline."),
+    "elastic": ("siem", "Install Elasticsearch templates, ILM and pipeline; Kibana connector, rules, dashboard."),
     "respond": ("respond", "The SOAR callback receiver, its playbooks and its action queue."),
     "playbooks": ("respond", "Check, list and dry-run playbooks."),
     "assets": ("assets", "The asset inventory: classification, source, when each was seen and scanned."),
