@@ -16,6 +16,7 @@ import yaml
 
 from connector.delivery.sinks.elasticsearch import assets as elastic
 from connector.delivery.sinks.elasticsearch import kibana
+from connector.delivery.sinks.elasticsearch.kibana import CONNECTOR_ID
 from connector.respond.callbacks import KibanaWebhook
 from emulators.elasticsearch import ElasticsearchEmulator
 from emulators.kibana import KibanaEmulator
@@ -86,6 +87,17 @@ def test_a_second_run_updates_the_connector_instead_of_adding_one(tmp_path: Path
         assert hook.config["headers"]["Authorization"] == "Bearer rotated-token-9876543210"
         assert len(space.rules) == 5 and len(space.saved_objects) == 12
         assert ("PUT", f"/api/actions/connector/{created}") in kibana_.requests
+
+
+def test_a_creation_whose_answer_was_lost_is_retried_into_one_connector(tmp_path: Path) -> None:
+    with KibanaEmulator() as kibana_:
+        kibana_.lost_creations = 1  # created, but the answer never arrives: the retry must not make a twin
+        done = setup(write_config(tmp_path), kibana_.url, "--kibana-only")
+        assert done.returncode == 0, done.stderr
+        assert list(kibana_.space().connectors) == [CONNECTOR_ID]
+        assert [request for request in kibana_.requests if request[1].startswith("/api/actions/connector/")] == [
+            ("POST", f"/api/actions/connector/{CONNECTOR_ID}"), ("POST", f"/api/actions/connector/{CONNECTOR_ID}"),
+            ("PUT", f"/api/actions/connector/{CONNECTOR_ID}")]
 
 
 def test_the_default_responder_url_is_the_receivers_own_address(tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ Sources, cited in comments by tag (elastic.co/docs/api/doc/kibana/ unless said o
 - [XSRF]     every POST, PUT, PATCH and DELETE needs ``kbn-xsrf`` (any value): 400 "Request must contain a kbn-xsrf
              header." (Kibana's ``xsrf`` http lifecycle handler)
 - [SPACE]    ``/s/{space_id}/api/...`` addresses a space; objects of one space are invisible from another
-- [CREATE]   POST /api/actions/connector: ``name``, ``connector_type_id`` required, ``config``, ``secrets``; unknown
-             keys: "[request body.x]: definition for this key is missing"
+- [CREATE]   POST /api/actions/connector[/{id}]: ``name``, ``connector_type_id`` required, ``config``, ``secrets``;
+             unknown keys: "[request body.x]: definition for this key is missing"; an ``id`` must be a UUID v1 or
+             v4, and one that exists is a 409 conflict
 - [UPDATE]   PUT /api/actions/connector/{id}: ``name``, ``config``, ``secrets`` only (the type cannot change)
 - [LIST]     GET /api/actions/connectors: every connector of the space, without secrets, with ``referenced_by_count``
 - [WEBHOOK]  the .webhook type (kibana stack_connectors webhook/schema.ts, common/auth/schema.ts): config ``url``
@@ -103,6 +104,7 @@ class KibanaEmulator:
         self.spaces = {name: Space() for name in spaces}
         self.requests: list[tuple[str, str]] = []  # method, path of every request, faults included
         self.faults: deque[tuple[int, int | None]] = deque()  # (status, Retry-After) answered next, one a request
+        self.lost_creations = 0  # connector creations done, then answered 502 as a proxy losing the answer would
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
         self.url = ""
@@ -120,7 +122,8 @@ class KibanaEmulator:
             routes += [
                 Route(f"{prefix}/api/actions/connectors", self._list, methods=["GET"]),
                 Route(f"{prefix}/api/actions/connector", self._create, methods=["POST"]),
-                Route(f"{prefix}/api/actions/connector/{{id}}", self._update, methods=["PUT", "GET"]),
+                Route(f"{prefix}/api/actions/connector/{{id}}", self._create_or_update,
+                      methods=["POST", "PUT", "GET"]),
                 Route(f"{prefix}/api/detection_engine/rules/_import", self._import_rules, methods=["POST"]),
                 Route(f"{prefix}/api/saved_objects/_import", self._import_objects, methods=["POST"]),
             ]
@@ -215,11 +218,22 @@ class KibanaEmulator:
         config, secrets, problem = _webhook(body.get("config", {}), body.get("secrets", {}))
         if problem:
             return _error(400, problem)
+        wanted = request.path_params.get("id")
+        if wanted is not None and not _is_uuid_v1_or_v4(wanted):
+            return _error(400, f"[request params.id]: ID must be a UUID v1 or v4, not {wanted!r}")
         with self._lock:
-            connector = Connector(str(uuid.uuid4()), request.path_params.get("space", "default"), body["name"],
-                                  ".webhook", config, secrets)
+            if wanted is not None and wanted in space.connectors:
+                return _error(409, f"Saved object [action/{wanted}] conflict")
+            connector = Connector(wanted or str(uuid.uuid4()), request.path_params.get("space", "default"),
+                                  body["name"], ".webhook", config, secrets)
             space.connectors[connector.id] = connector
+            if self.lost_creations:
+                self.lost_creations -= 1
+                return _error(502, "Bad Gateway")
         return JSONResponse(connector.public())
+
+    async def _create_or_update(self, request: Request) -> Response:
+        return await (self._create(request) if request.method == "POST" else self._update(request))
 
     async def _update(self, request: Request) -> Response:
         space, refused = self._gate(request)
@@ -367,6 +381,13 @@ class KibanaEmulator:
                 space.saved_objects[(obj["type"], obj["id"])] = obj
         return JSONResponse({"success": not errors, "successCount": len(results), "successResults": results,
                              "errors": errors})
+
+
+def _is_uuid_v1_or_v4(value: str) -> bool:
+    try:
+        return uuid.UUID(value).version in (1, 4) and str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
 
 
 def _unknown_keys(body: Any, allowed: set[str], where: str) -> str:

@@ -67,8 +67,15 @@ class ResponderAuth:
     password: SecretStr | None = None
 
 
+CONNECTOR_ID = "5f0e4a7c-3b1d-4c2e-9a8f-6d7b0c1e2f3a"  # a fixed UUID v4: Kibana accepts a v1 or v4 id of ours
+
+
 class KibanaError(ConnectorError):
     """Kibana refused a request: the message has the method, path, status and Kibana's own error."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class _Retryable(Exception):
@@ -132,7 +139,8 @@ class KibanaClient:
             raise _Retryable(f"HTTP {response.status_code}: {_message(response)}", _retry_after(response))
         if response.status_code >= 300:
             hint = " (check the API key or user and password)" if response.status_code == 401 else ""
-            raise KibanaError(f"Kibana {method} {path}: HTTP {response.status_code}: {_message(response)}{hint}")
+            raise KibanaError(f"Kibana {method} {path}: HTTP {response.status_code}: {_message(response)}{hint}",
+                              response.status_code)
         try:
             return response.json()
         except ValueError:
@@ -196,21 +204,29 @@ def ensure_connector(client: KibanaClient, responder: ResponderAuth, name: str =
     existing = client.request("GET", "/api/actions/connectors")
     if not isinstance(existing, list):
         raise KibanaError("Kibana GET /api/actions/connectors: expected a list of connectors")
-    matching = [c for c in existing if isinstance(c, dict) and c.get("name") == name
-                and c.get("connector_type_id") == ".webhook" and not c.get("is_preconfigured")]
+    matching = [c for c in existing if isinstance(c, dict) and not c.get("is_preconfigured")
+                and (c.get("id") == CONNECTOR_ID
+                     or (c.get("name") == name and c.get("connector_type_id") == ".webhook"))]
+    matching.sort(key=lambda c: c.get("id") != CONNECTOR_ID)  # ours first, then one an earlier version created
     if len(matching) > 1:
-        log.warning("several Webhook connectors named %r; updating the first (%s)", name, matching[0].get("id"))
+        log.warning("several Webhook connectors named %r; updating %s", name, matching[0].get("id"))
+    update = {"name": name, "config": config, "secrets": secrets}
     if matching:
         connector_id = str(matching[0]["id"])
-        client.request("PUT", f"/api/actions/connector/{connector_id}",
-                       json={"name": name, "config": config, "secrets": secrets})
+        client.request("PUT", f"/api/actions/connector/{connector_id}", json=update)
         return connector_id, "updated"
-    created = client.request("POST", "/api/actions/connector",
-                             json={"name": name, "connector_type_id": ".webhook", "config": config,
-                                   "secrets": secrets})
-    if not isinstance(created, dict) or not created.get("id"):
-        raise KibanaError("Kibana POST /api/actions/connector: the answer has no connector id")
-    return str(created["id"]), "created"
+    try:
+        # under our own id, so a create retried after a lost answer (a 5xx, a timeout) meets 409, not a twin
+        created = client.request("POST", f"/api/actions/connector/{CONNECTOR_ID}",
+                                 json={**update, "connector_type_id": ".webhook"})
+    except KibanaError as exc:
+        if exc.status != 409:
+            raise
+        client.request("PUT", f"/api/actions/connector/{CONNECTOR_ID}", json=update)
+        return CONNECTOR_ID, "updated"
+    if not isinstance(created, dict) or created.get("id") != CONNECTOR_ID:
+        raise KibanaError(f"Kibana POST /api/actions/connector/{CONNECTOR_ID}: the answer has another or no id")
+    return CONNECTOR_ID, "created"
 
 
 # -- detection rules -----------------------------------------------------------------------------------------
