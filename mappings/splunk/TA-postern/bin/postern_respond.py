@@ -64,7 +64,7 @@ def read_secret(server_uri: str, session_key: str) -> str:
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    key = base64.b64decode(secret.removeprefix("whsec_") + "==") if secret.startswith("whsec_") else secret.encode()
+    key = base64.b64decode(secret[len("whsec_"):] + "==") if secret.startswith("whsec_") else secret.encode()
     digest = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
 
