@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connector.delivery.sinks.elasticsearch import assets as elastic
+from support.pki import self_signed
 from support.receiver import RunningReceiver, running_receiver
 from support.waiting import wait_until
 
@@ -46,13 +47,16 @@ class StoragePasswords:
 
 
 @pytest.fixture
-def splunkd() -> Iterator[StoragePasswords]:
+def splunkd(tmp_path: Path) -> Iterator[StoragePasswords]:
+    """The management port as splunkd serves it by default: https, with its own self-signed certificate."""
     store = StoragePasswords(SECRET)
     app = Starlette(routes=[Route("/servicesNS/nobody/TA-postern/storage/passwords", store.passwords)])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off"))
+    certfile, keyfile = self_signed("SplunkServerDefaultCert").write(tmp_path, "splunkd")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off",
+                                           ssl_certfile=str(certfile), ssl_keyfile=str(keyfile)))
     threading.Thread(target=server.run, daemon=True).start()
     wait_until(lambda: server.started)
-    store.url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    store.url = f"https://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
     yield store
     server.should_exit = True
 
@@ -104,6 +108,15 @@ def test_a_wrong_secret_is_refused_and_reported_in_splunkd_log(tmp_path: Path, s
     splunkd.secret = "whsec_" + base64.b64encode(b"an outdated key of thirty-two b!").decode()
     done = run_action(payload(tmp_path, splunkd, receiver))
     assert done.returncode == 5 and "answered 401" in done.stderr
+    assert receiver.queue.jobs() == []
+
+
+def test_a_management_uri_without_tls_is_refused_and_the_action_says_why(
+        tmp_path: Path, splunkd: StoragePasswords, receiver: RunningReceiver) -> None:
+    alert = payload(tmp_path, splunkd, receiver)
+    alert["server_uri"] = splunkd.url.replace("https://", "http://")
+    done = run_action(alert)
+    assert done.returncode == 4 and "is not https" in done.stderr, done.stderr
     assert receiver.queue.jobs() == []
 
 

@@ -3,7 +3,8 @@
 Splunk runs ``postern_respond.py --execute`` with the alert's payload (payload_format = json) on stdin. The rows
 come from ``results_file`` (gzip CSV: all of them, where the built-in Webhook sends only the first). The signing
 secret is read through the REST API with the payload's ``session_key`` from storage/passwords (realm TA-postern,
-username postern_respond), so no secret sits in a .conf file. The body is signed with Standard Webhooks
+username postern_respond), so no secret sits in a .conf file; only over https, since the request carries the session
+key and the answer the secret. The body is signed with Standard Webhooks
 (webhook-id stable across retries, so the receiver deduplicates them), and sent with retries on connection
 errors, 429 and 5xx, honouring Retry-After. Standard library only: it runs in Splunk's own Python 3.
 """
@@ -40,15 +41,20 @@ def read_rows(results_file: str) -> list[dict[str, str]]:
 
 
 def read_secret(server_uri: str, session_key: str) -> str:
+    # The request carries the session key and the answer the secret in clear: both go over TLS or not at all.
+    management = urllib.parse.urlsplit(server_uri)
+    if management.scheme != "https" or not management.netloc:
+        raise ValueError(f"splunkd's management URI {server_uri!r} is not https: the session key and the signing "
+                         "secret are never sent in clear (enableSplunkdSSL in server.conf)")
     query = urllib.parse.urlencode({"output_mode": "json", "count": "0"})
-    request = urllib.request.Request(f"{server_uri}/servicesNS/nobody/{REALM}/storage/passwords?{query}",
-                                     headers={"Authorization": f"Splunk {session_key}"})
+    request = urllib.request.Request(
+        f"https://{management.netloc}{management.path.rstrip('/')}/servicesNS/nobody/{REALM}/storage/passwords?{query}",
+        headers={"Authorization": f"Splunk {session_key}"})
     context = ssl.create_default_context()
-    if server_uri.startswith("https://127.0.0.1") or server_uri.startswith("https://localhost"):
+    if management.hostname in ("127.0.0.1", "localhost"):
         context.check_hostname = False  # splunkd's own management port, on this host
         context.verify_mode = ssl.CERT_NONE
-    with urllib.request.urlopen(request, timeout=30, context=context if server_uri.startswith("https") else None) \
-            as response:
+    with urllib.request.urlopen(request, timeout=30, context=context) as response:
         entries = json.load(response).get("entry", [])
     for entry in entries:
         content = entry.get("content", {})
@@ -58,7 +64,7 @@ def read_secret(server_uri: str, session_key: str) -> str:
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    key = base64.b64decode(secret.removeprefix("whsec_") + "==") if secret.startswith("whsec_") else secret.encode()
+    key = base64.b64decode(secret[len("whsec_"):] + "==") if secret.startswith("whsec_") else secret.encode()
     digest = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
 
