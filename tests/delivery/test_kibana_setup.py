@@ -60,7 +60,7 @@ def test_setup_installs_the_connector_the_rules_and_the_dashboard(tmp_path: Path
         assert hook.config["url"] == "https://postern.corp.example:8443/v1/callbacks/elastic"
         assert hook.config["headers"]["Authorization"] == f"Bearer {TOKEN}" and hook.config["hasAuth"] is False
         shipped = {json.loads(line)["rule_id"] for line in SHIPPED_RULES.read_text().splitlines() if line.strip()}
-        assert set(space.rules) == shipped and len(shipped) == 5
+        assert set(space.rules) == shipped and len(shipped) == 6
         for rule in space.rules.values():
             assert rule["index"] == ["logs-postern.findings-*"] and rule["enabled"] is True
             assert [(a["id"], a["action_type_id"]) for a in rule["actions"]] == [(hook.id, ".webhook")]
@@ -68,7 +68,7 @@ def test_setup_installs_the_connector_the_rules_and_the_dashboard(tmp_path: Path
         assert kinds == {"index-pattern", "lens", "dashboard"}
         assert space.saved_objects[("index-pattern", "postern-events")]["attributes"]["title"] == \
             "logs-postern.findings-*"
-        assert f"({hook.id}): created" in done.stdout and "5 imported" in done.stdout
+        assert f"({hook.id}): created" in done.stdout and "6 imported" in done.stdout
 
 
 def test_a_second_run_updates_the_connector_instead_of_adding_one(tmp_path: Path) -> None:
@@ -85,7 +85,7 @@ def test_a_second_run_updates_the_connector_instead_of_adding_one(tmp_path: Path
         hook = space.connectors[created]
         assert hook.config["url"] == "https://other.example:9443/v1/callbacks/elastic"
         assert hook.config["headers"]["Authorization"] == "Bearer rotated-token-9876543210"
-        assert len(space.rules) == 5 and len(space.saved_objects) == 12
+        assert len(space.rules) == 6 and len(space.saved_objects) == 12
         assert ("PUT", f"/api/actions/connector/{created}") in kibana_.requests
 
 
@@ -151,7 +151,7 @@ def test_kibana_starting_up_is_waited_for_and_a_429_honoured(tmp_path: Path) -> 
         kibana_.fail_next(429, retry_after=1)
         done = setup(write_config(tmp_path), kibana_.url, "--kibana-only")
         assert done.returncode == 0, done.stderr
-        assert len(kibana_.space().connectors) == 1 and len(kibana_.space().rules) == 5
+        assert len(kibana_.space().connectors) == 1 and len(kibana_.space().rules) == 6
         assert kibana_.requests[:4] == [("GET", "/api/actions/connectors")] * 4
 
 
@@ -220,7 +220,9 @@ def test_every_rule_queries_fields_the_connector_emits_and_keys_on_transitions()
     values = " ".join(rule["query"] for rule in rules.values())
     assert {"finding-opened", "finding-reopened", "finding-changed", "digest-daily"} <= set(
         re.findall(r'"([a-z-]+)"', values))
-    assert "finding-resolved" not in values  # a resolved finding triggers nothing
+    # a resolution calls back only for the playbook that closes the ticket (after a confirming rescan)
+    assert [rule_id for rule_id, rule in rules.items() if "finding-resolved" in rule["query"]] == \
+        ["postern-finding-resolved"]
     assert "postern.certificate.days_left <= 14" in rules["postern-certificate-expiring-14d"]["query"]
 
 
