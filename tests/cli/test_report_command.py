@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import re
-import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -167,15 +166,6 @@ def test_a_scope_and_a_window_narrow_the_report(month: Month, tmp_path: Path) ->
     assert data["scopes"] == ["owner:web"] and data["window_days"] == 10 and len(data["days"]) == 10
     assert [(line["asset"], line["rule"]) for line in data["opened"]] == [("api", "csp.missing")]  # E6 on d20
     assert data["summary"]["assets"] == 2
-
-
-def test_the_page_is_rendered_in_seconds_and_stays_small(month: Month, tmp_path: Path) -> None:
-    started = time.monotonic()
-    out = report(month, tmp_path / "timed.html")
-    elapsed = time.monotonic() - started
-    size = out.stat().st_size
-    print(f"report: {elapsed:.2f} s, {size / 1024:.0f} KiB")
-    assert elapsed < 20 and size < 600_000
 
 
 @pytest.mark.parametrize(("args", "message"), [
