@@ -159,9 +159,9 @@ class ActionQueue:
         insert = (postgresql.insert(_jobs) if self._postgresql else sqlite.insert(_jobs)).values(
             idempotency_key=idempotency_key, action=action, params=json.dumps(dict(params), sort_keys=True),
             state=state, not_before=due, created=now, updated=now,
-        ).on_conflict_do_nothing(index_elements=[_jobs.c.idempotency_key])
-        with self._transaction() as db:
-            inserted = db.execute(insert).rowcount
+        ).on_conflict_do_nothing(index_elements=[_jobs.c.idempotency_key]).returning(_jobs.c.id)
+        with self._transaction() as db:  # a row comes back only if it was inserted (rowcount is not portable here)
+            inserted = db.execute(insert).first() is not None
         if inserted and not awaiting_approval:
             self.wake()
         return bool(inserted)
