@@ -336,7 +336,7 @@ def _set_state(db: sa.Connection, job_id: int, state: JobState, *, reason: str |
         result=json.dumps(result, sort_keys=True) if result is not None else None, updated=now))
 
 
-def _job(row: sa.Row[Any]) -> Job:
+def _job(row: sa.Row[*tuple[Any, ...]]) -> Job:
     return Job(row.id, row.idempotency_key, row.action, json.loads(row.params), JobState(row.state), row.attempts,
                datetime.fromtimestamp(row.not_before, UTC), row.last_error,
                json.loads(row.result) if row.result is not None else None)

@@ -6,6 +6,7 @@ which replicas share; the contention test claims from two queues on one database
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -170,7 +171,6 @@ def test_an_unwritable_queue_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_database_is_a_config_error(tmp_path: Path) -> None:
-    import socket
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -59,7 +59,7 @@ class Postgres:
         with psycopg.connect(host="127.0.0.1", port=self.port, user=SUPERUSER, dbname=database,
                              autocommit=True) as conn:
             for statement in statements:
-                conn.execute(statement)  # type: ignore[arg-type]
+                conn.execute(statement.encode())
 
     def new_database(self) -> str:
         """A fresh, empty database: its name."""
