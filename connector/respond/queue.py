@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -101,6 +101,12 @@ class QueueConfig(BaseModel):
                                       description="a longer Retry-After is taken as this: a remote cannot park a job")
     lease: Duration = Field(default=timedelta(minutes=5),
                             description="how long a claimed job is a worker's before another may take it")
+
+    @model_validator(mode="after")
+    def _password_with_url(self) -> Self:
+        if self.password is not None and self.url is None:
+            raise ValueError("password is the database's, for url: the SQLite queue in the state directory has none")
+        return self
 
 
 class QueueError(ConnectorError):

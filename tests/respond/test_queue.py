@@ -348,6 +348,8 @@ def test_the_database_password_comes_from_the_environment(postgres: Postgres, pg
 def test_a_password_in_the_url_is_refused_in_favour_of_a_secret() -> None:
     with pytest.raises(ValueError, match=r"password: \{env: NAME\}"):
         QueueConfig.model_validate({"url": "postgresql://postern:hunter2@db.internal/postern"})
+    with pytest.raises(ValueError, match="password is the database's"):
+        QueueConfig.model_validate({"password": "hunter2"})
     with pytest.raises(ValueError, match="not supported"):
         QueueConfig.model_validate({"url": "mysql://postern@db.internal/postern"})
     assert QueueConfig.model_validate({"url": "postgresql://postern@db.internal/postern"}).url == \
