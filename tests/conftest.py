@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from connector.core.catalog import Catalog, load_catalog
 from connector.core.model import Finding
 from support.pki import Authority, Pki, self_signed
+from support.postgres import Postgres, binaries, running_postgres
 from support.scanning import run_scan
 from support.sites import site
 
@@ -37,3 +39,19 @@ def scanned(pki: Pki, catalog: Catalog) -> list[Finding]:
     with site("ship.test", pki.intermediate.issue(["ship.test"])) as good, \
             site("weak.ship.test", self_signed("weak.ship.test")) as weak:
         return run_scan([good.asset, weak.asset], catalog, ca_bundle=pki.bundle)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One throwaway PostgreSQL cluster for the session (tests/support/postgres.py); skipped where none is
+    installed (tests/run installs Debian's postgresql package)."""
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres: Postgres) -> str:
+    """The URL of a fresh, empty database on the session's PostgreSQL."""
+    return postgres.url(postgres.new_database())

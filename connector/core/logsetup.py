@@ -97,7 +97,7 @@ def configure(level: str = "warning", json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "elastic_transport", "urllib3", "asyncio"):
+    for noisy in ("httpx", "httpcore", "elastic_transport", "urllib3", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     threading.excepthook = _log_thread_crash
 

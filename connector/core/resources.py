@@ -20,3 +20,8 @@ def mappings_dir() -> Path:
 
 def playbooks_dir() -> Path:
     return _data_dir("playbooks")
+
+
+def migrations_dir() -> Path:
+    """Alembic's script directory (env.py, versions/): the schema history of the connector's state."""
+    return _data_dir("migrations")

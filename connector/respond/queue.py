@@ -1,63 +1,75 @@
 """The durable action queue between the playbook engine and the actions: execution guarantees live here.
 
-A job is committed to SQLite (WAL, in the state directory) before the receiver answers 202, keyed by an
+A job is committed to the queue's database before the receiver answers 202: SQLite (WAL, state_dir/actions.sqlite)
+by default, or PostgreSQL (``respond.queue.url``) for replicas that share one queue, keyed by an
 idempotency key derived from (source, webhook-id or alert id, step): a sender's retry, or the same alert arriving
 twice, enqueues nothing new.
 
 Execution is at least once. A worker claims a job under a lease; a worker that dies (SIGKILL, power loss) leaves
 the lease to expire and the job is claimed again. So that "at least once" never means "two tickets", an action
-records each external effect (``record_effect``: the ticket key it created, the page it sent) in the same file
+records each external effect (``record_effect``: the ticket key it created, the page it sent) in the same database
 before it moves on, and a re-run reads the effects of its earlier attempts and skips what is already done.
 
 Failures are retried with exponential backoff and jitter, never sooner than a ``Retry-After`` the remote asked
 for; after ``max_attempts``, or on an error that retrying cannot fix, the job is a dead letter with its reason,
 kept for ``connector respond jobs list|retry|purge``.
+
+A claim is one transaction: on SQLite ``BEGIN IMMEDIATE`` makes it the only writer; on PostgreSQL the due row is
+taken with ``SELECT ... FOR UPDATE SKIP LOCKED``, so replicas claiming at once each get a different job, and none
+waits for another's. The schema is Alembic's branch ``queue`` (connector/core/storage.py), migrated at start.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 
+from connector.core import storage
 from connector.core.clock import utc_now
 from connector.core.errors import ConfigError, ConnectorError
-from connector.core.units import Duration
+from connector.core.units import Duration, Secret
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    idempotency_key TEXT NOT NULL UNIQUE,
-    action TEXT NOT NULL,
-    params TEXT NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    not_before REAL NOT NULL,
-    lease_until REAL,
-    worker TEXT,
-    last_error TEXT,
-    result TEXT,
-    created REAL NOT NULL,
-    updated REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, not_before);
-CREATE TABLE IF NOT EXISTS effects (
-    job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (job_id, name)
-);
-"""
+BRANCH = "queue"  # its migrations: migrations/versions/queue_*.py
+
+_metadata = sa.MetaData()
+_jobs = sa.Table(
+    "jobs", _metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("idempotency_key", sa.Text, nullable=False, unique=True),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("not_before", sa.Double, nullable=False),
+    sa.Column("lease_until", sa.Double),
+    sa.Column("worker", sa.Text),
+    sa.Column("last_error", sa.Text),
+    sa.Column("result", sa.Text),
+    sa.Column("created", sa.Double, nullable=False),
+    sa.Column("updated", sa.Double, nullable=False),
+)
+_effects = sa.Table(
+    "effects", _metadata,
+    sa.Column("job_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+              sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+_JOB_COLUMNS = (_jobs.c.id, _jobs.c.idempotency_key, _jobs.c.action, _jobs.c.params, _jobs.c.state,
+                _jobs.c.attempts, _jobs.c.not_before, _jobs.c.last_error, _jobs.c.result)
 
 
 REPLAY_WINDOW = timedelta(minutes=10)  # twice the Standard Webhooks timestamp tolerance of 5 minutes
@@ -72,10 +84,15 @@ class JobState(StrEnum):
 
 
 class QueueConfig(BaseModel):
-    """Retries and leases of the action queue (state_dir/actions.sqlite)."""
+    """Retries and leases of the action queue, and where it lives (state_dir/actions.sqlite, or ``url``)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    url: storage.DatabaseUrl | None = Field(
+        default=None, description="a PostgreSQL database shared by replicas (postgresql+psycopg://user@host:5432/db);"
+                                  " none: SQLite in the state directory")
+    password: Secret | None = Field(default=None, description="the database user's password ({env: ...} or "
+                                                              "{file: ...}), with url")
     max_attempts: int = Field(default=8, ge=1)
     backoff_base: Duration = Field(default=timedelta(seconds=5),
                                    description="the first retry's delay, doubled each time")
@@ -85,9 +102,15 @@ class QueueConfig(BaseModel):
     lease: Duration = Field(default=timedelta(minutes=5),
                             description="how long a claimed job is a worker's before another may take it")
 
+    @model_validator(mode="after")
+    def _password_with_url(self) -> Self:
+        if self.password is not None and self.url is None:
+            raise ValueError("password is the database's, for url: the SQLite queue in the state directory has none")
+        return self
+
 
 class QueueError(ConnectorError):
-    """The queue file could not be read or written; the transaction was undone."""
+    """The queue's database could not be read or written; the transaction was undone."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +127,8 @@ class Job:
 
 
 class ActionQueue:
-    """One file, safe for several worker threads of one process (the state-directory lock keeps it to one)."""
+    """Safe for several worker threads; on SQLite for one process (the state-directory lock keeps it to one), on
+    PostgreSQL for any number of replicas sharing the database of ``config.url`` (``path`` is then unused)."""
 
     def __init__(self, path: Path, config: QueueConfig | None = None, *,
                  clock: Callable[[], datetime] = utc_now, jitter: Callable[[], float] = random.random) -> None:
@@ -112,14 +136,25 @@ class ActionQueue:
         self.config = config or QueueConfig()
         self._clock = clock
         self._jitter = jitter
-        self._local = threading.local()
-        self._write_lock = threading.Lock()
         self._arrived = threading.Condition()  # wakes idle workers of this process when a job is due
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db().executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"action queue {path}: {exc}") from None
+            if self.config.url is None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._engine = storage.open_engine(path)
+            else:
+                self._engine = storage.open_engine(self.config.url, self.config.password)
+        except (OSError, SQLAlchemyError) as exc:
+            raise ConfigError(f"action queue {self.config.url or path}: {exc}") from None
+        self.where = storage.describe(self._engine)
+        self._postgresql = storage.is_postgresql(self._engine)
+        self._reader = storage.reader(self._engine)
+        # SQLite has one writer at a time anyway: this process's threads queue here rather than on the file lock
+        self._write_lock: AbstractContextManager[Any] = nullcontext() if self._postgresql else threading.Lock()
+        storage.migrate(self._engine, BRANCH, "action queue")
+
+    def close(self) -> None:
+        """Close the pooled connections (a queue left open is closed when it is collected)."""
+        self._engine.dispose()
 
     def enqueue(self, idempotency_key: str, action: str, params: Mapping[str, Any],
                 not_before: datetime | None = None, *, awaiting_approval: bool = False) -> bool:
@@ -127,12 +162,12 @@ class ActionQueue:
         now = self._now()
         due = not_before.timestamp() if not_before else now
         state = JobState.AWAITING_APPROVAL if awaiting_approval else JobState.PENDING
-        with self._transaction() as db:
-            inserted = db.execute(
-                "INSERT OR IGNORE INTO jobs (idempotency_key, action, params, state, not_before, created, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (idempotency_key, action, json.dumps(dict(params), sort_keys=True), state, due, now, now),
-            ).rowcount
+        insert = (postgresql.insert(_jobs) if self._postgresql else sqlite.insert(_jobs)).values(
+            idempotency_key=idempotency_key, action=action, params=json.dumps(dict(params), sort_keys=True),
+            state=state, not_before=due, created=now, updated=now,
+        ).on_conflict_do_nothing(index_elements=[_jobs.c.idempotency_key]).returning(_jobs.c.id)
+        with self._transaction() as db:  # a row comes back only if it was inserted (rowcount is not portable here)
+            inserted = db.execute(insert).first() is not None
         if inserted and not awaiting_approval:
             self.wake()
         return bool(inserted)
@@ -152,54 +187,66 @@ class ActionQueue:
         """Make a waiting step due now; an approval asked for longer ago than ``approval_ttl`` has expired."""
         now = self._now()
         with self._transaction() as db:
-            row = db.execute("SELECT created FROM jobs WHERE id = ? AND state = ?",
-                             (job_id, JobState.AWAITING_APPROVAL)).fetchone()
-            if row is None:
+            created = db.execute(
+                sa.select(_jobs.c.created).where(_jobs.c.id == job_id, _jobs.c.state == JobState.AWAITING_APPROVAL)
+                .with_for_update()  # PostgreSQL: a second approver waits, then finds it approved
+            ).scalar()
+            if created is None:
                 return False
-            if now - row[0] > approval_ttl.total_seconds():
+            if now - created > approval_ttl.total_seconds():
                 _set_state(db, job_id, JobState.DEAD, reason="the approval expired before anyone approved",
                            result=None, now=now)
                 return False
-            db.execute("UPDATE jobs SET state = ?, not_before = ?, updated = ? WHERE id = ?",
-                       (JobState.PENDING, now, now, job_id))
+            db.execute(sa.update(_jobs).where(_jobs.c.id == job_id)
+                       .values(state=JobState.PENDING, not_before=now, updated=now))
         self.wake()
         return True
 
     def approve_run(self, run: str, approval_ttl: timedelta) -> list[int]:
         """Approve every step of one playbook run that waits (an approval link names the run); the ids approved."""
         prefix = run + ":"
-        rows = self._db().execute("SELECT id FROM jobs WHERE state = ? AND substr(idempotency_key, 1, ?) = ?",
-                                  (JobState.AWAITING_APPROVAL, len(prefix), prefix)).fetchall()
-        return [job_id for (job_id,) in rows if self.approve(job_id, approval_ttl)]
+        with self._reading() as db:
+            ids = db.execute(sa.select(_jobs.c.id).where(
+                _jobs.c.state == JobState.AWAITING_APPROVAL,
+                sa.func.substr(_jobs.c.idempotency_key, 1, len(prefix)) == prefix,
+            )).scalars().all()
+        return [job_id for job_id in ids if self.approve(job_id, approval_ttl)]
 
     def claim(self, worker: str, actions: Sequence[str] | None = None) -> Job | None:
         """The oldest due job (of ``actions``, if given), leased to ``worker``; an expired lease is due again."""
         now = self._now()
-        only = f" AND action IN ({','.join('?' * len(actions))})" if actions else ""
+        due = sa.select(_jobs.c.id).where(sa.or_(
+            sa.and_(_jobs.c.state == JobState.PENDING, _jobs.c.not_before <= now),
+            sa.and_(_jobs.c.state == JobState.RUNNING, _jobs.c.lease_until <= now),
+        ))
+        if actions:
+            due = due.where(_jobs.c.action.in_(list(actions)))
+        # PostgreSQL: a row another replica is claiming is skipped, not waited for (SQLite renders no FOR UPDATE:
+        # BEGIN IMMEDIATE has made this transaction the only writer)
+        due = due.order_by(_jobs.c.not_before, _jobs.c.id).limit(1).with_for_update(skip_locked=True)
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT id FROM jobs WHERE ((state = ? AND not_before <= ?) OR (state = ? AND lease_until <= ?))"
-                f"{only} ORDER BY not_before, id LIMIT 1",
-                (JobState.PENDING, now, JobState.RUNNING, now, *(actions or ())),
-            ).fetchone()
-            if row is None:
+            job_id = db.execute(due).scalar()
+            if job_id is None:
                 return None
-            db.execute(
-                "UPDATE jobs SET state = ?, attempts = attempts + 1, lease_until = ?, worker = ?, updated = ? "
-                "WHERE id = ?",
-                (JobState.RUNNING, now + self.config.lease.total_seconds(), worker, now, row[0]),
-            )
-            return _job(db, row[0])
+            row = db.execute(
+                sa.update(_jobs).where(_jobs.c.id == job_id)
+                .values(state=JobState.RUNNING, attempts=_jobs.c.attempts + 1,
+                        lease_until=now + self.config.lease.total_seconds(), worker=worker, updated=now)
+                .returning(*_JOB_COLUMNS)
+            ).one()
+            return _job(row)
 
     def record_effect(self, job_id: int, name: str, value: Mapping[str, Any]) -> None:
         """Durable before the action goes on, so that a re-run after a crash finds it and does not repeat it."""
+        insert = (postgresql.insert(_effects) if self._postgresql else sqlite.insert(_effects)).values(
+            job_id=job_id, name=name, value=json.dumps(dict(value), sort_keys=True))
         with self._transaction() as db:
-            db.execute("INSERT INTO effects (job_id, name, value) VALUES (?, ?, ?) "
-                       "ON CONFLICT(job_id, name) DO UPDATE SET value = excluded.value",
-                       (job_id, name, json.dumps(dict(value), sort_keys=True)))
+            db.execute(insert.on_conflict_do_update(index_elements=[_effects.c.job_id, _effects.c.name],
+                                                    set_={"value": insert.excluded.value}))
 
     def effects(self, job_id: int) -> dict[str, dict[str, Any]]:
-        rows = self._db().execute("SELECT name, value FROM effects WHERE job_id = ?", (job_id,)).fetchall()
+        with self._reading() as db:
+            rows = db.execute(sa.select(_effects.c.name, _effects.c.value).where(_effects.c.job_id == job_id)).all()
         return {name: json.loads(value) for name, value in rows}
 
     def complete(self, job_id: int, result: Mapping[str, Any]) -> None:
@@ -208,23 +255,24 @@ class ActionQueue:
     def fail(self, job_id: int, reason: str, retry_after: timedelta | None = None, *, permanent: bool = False) -> bool:
         """Schedule a retry (True), or make the job a dead letter: permanent, or out of attempts (False)."""
         with self._transaction() as db:
-            attempts = db.execute("SELECT attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            attempts = db.execute(sa.select(_jobs.c.attempts).where(_jobs.c.id == job_id).with_for_update()).scalar()
             if attempts is None:
-                raise QueueError(f"action queue {self.path}: no job {job_id}")
-            if permanent or attempts[0] >= self.config.max_attempts:
+                raise QueueError(f"action queue {self.where}: no job {job_id}")
+            if permanent or attempts >= self.config.max_attempts:
                 _set_state(db, job_id, JobState.DEAD, reason=reason, result=None, now=self._now())
                 return False
-            due = self._now() + self._delay(attempts[0], retry_after).total_seconds()
-            db.execute("UPDATE jobs SET state = ?, not_before = ?, lease_until = NULL, last_error = ?, updated = ? "
-                       "WHERE id = ?", (JobState.PENDING, due, reason, self._now(), job_id))
+            due = self._now() + self._delay(attempts, retry_after).total_seconds()
+            db.execute(sa.update(_jobs).where(_jobs.c.id == job_id).values(
+                state=JobState.PENDING, not_before=due, lease_until=None, last_error=reason, updated=self._now()))
             return True
 
     def retry(self, job_id: int) -> bool:
         """An operator's retry of a dead letter: due now, with a fresh count of attempts."""
         with self._transaction() as db:
-            changed = db.execute("UPDATE jobs SET state = ?, attempts = 0, not_before = ?, updated = ? "
-                                 "WHERE id = ? AND state = ?",
-                                 (JobState.PENDING, self._now(), self._now(), job_id, JobState.DEAD)).rowcount
+            changed = db.execute(
+                sa.update(_jobs).where(_jobs.c.id == job_id, _jobs.c.state == JobState.DEAD)
+                .values(state=JobState.PENDING, attempts=0, not_before=self._now(), updated=self._now())
+            ).rowcount
         return bool(changed)
 
     def purge(self, state: JobState) -> int:
@@ -236,22 +284,22 @@ class ActionQueue:
         if state not in (JobState.DONE, JobState.DEAD):
             raise QueueError(f"only done or dead jobs can be purged, not {state}")
         with self._transaction() as db:
-            return db.execute("DELETE FROM jobs WHERE state = ? AND created < ?",
-                              (state, self._now() - REPLAY_WINDOW.total_seconds())).rowcount
+            return db.execute(sa.delete(_jobs).where(
+                _jobs.c.state == state, _jobs.c.created < self._now() - REPLAY_WINDOW.total_seconds())).rowcount
 
     def pending_count(self) -> int:
-        """Jobs not yet done or dead; answering at all shows the file is readable (the receiver's readiness)."""
-        try:
-            row = self._db().execute("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)",
-                                     (JobState.PENDING, JobState.RUNNING)).fetchone()
-        except sqlite3.Error as exc:
-            raise QueueError(f"action queue {self.path}: {exc}") from exc
-        return int(row[0])
+        """Jobs not yet done or dead; answering at all shows the database is readable (the receiver's readiness)."""
+        with self._reading() as db:
+            count = db.execute(sa.select(sa.func.count()).select_from(_jobs)
+                               .where(_jobs.c.state.in_([JobState.PENDING, JobState.RUNNING]))).scalar()
+        return int(count or 0)
 
     def jobs(self, state: JobState | None = None) -> list[Job]:
-        db = self._db()
-        query = "SELECT id FROM jobs" + (" WHERE state = ?" if state else "") + " ORDER BY id"
-        return [_job(db, row[0]) for row in db.execute(query, (state,) if state else ()).fetchall()]
+        query = sa.select(*_JOB_COLUMNS).order_by(_jobs.c.id)
+        if state:
+            query = query.where(_jobs.c.state == state)
+        with self._reading() as db:
+            return [_job(row) for row in db.execute(query)]
 
     def _delay(self, attempts: int, retry_after: timedelta | None) -> timedelta:
         """Exponential with full jitter above half the step, and never before the remote's Retry-After."""
@@ -268,47 +316,36 @@ class ActionQueue:
     def _now(self) -> float:
         return self._clock().timestamp()
 
-    def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            self._local.db = db
-        return db
-
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
+    def _transaction(self) -> Iterator[sa.Connection]:
+        """One write transaction, committed at the end of the block and undone on any exception."""
         with self._write_lock:
             try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
+                with self._engine.begin() as db:
                     yield db
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise QueueError(f"action queue {self.path}: {exc}") from exc
+            except SQLAlchemyError as exc:
+                raise QueueError(f"action queue {self.where}: {exc}") from exc
+
+    @contextmanager
+    def _reading(self) -> Iterator[sa.Connection]:
+        try:
+            with self._reader.connect() as db:
+                yield db
+        except SQLAlchemyError as exc:
+            raise QueueError(f"action queue {self.where}: {exc}") from exc
 
 
-def _set_state(db: sqlite3.Connection, job_id: int, state: JobState, *, reason: str | None,
+def _set_state(db: sa.Connection, job_id: int, state: JobState, *, reason: str | None,
                result: dict[str, Any] | None, now: float) -> None:
-    db.execute("UPDATE jobs SET state = ?, lease_until = NULL, last_error = COALESCE(?, last_error), result = ?, "
-               "updated = ? WHERE id = ?",
-               (state, reason, json.dumps(result, sort_keys=True) if result is not None else None, now, job_id))
+    db.execute(sa.update(_jobs).where(_jobs.c.id == job_id).values(
+        state=state, lease_until=None, last_error=sa.func.coalesce(reason, _jobs.c.last_error),
+        result=json.dumps(result, sort_keys=True) if result is not None else None, updated=now))
 
 
-def _job(db: sqlite3.Connection, job_id: int) -> Job:
-    key, action, params, state, attempts, not_before, last_error, result = db.execute(
-        "SELECT idempotency_key, action, params, state, attempts, not_before, last_error, result FROM jobs "
-        "WHERE id = ?", (job_id,)).fetchone()
-    return Job(job_id, key, action, json.loads(params), JobState(state), attempts,
-               datetime.fromtimestamp(not_before, UTC), last_error,
-               json.loads(result) if result is not None else None)
+def _job(row: sa.Row[*tuple[Any, ...]]) -> Job:
+    return Job(row.id, row.idempotency_key, row.action, json.loads(row.params), JobState(row.state), row.attempts,
+               datetime.fromtimestamp(row.not_before, UTC), row.last_error,
+               json.loads(row.result) if row.result is not None else None)
 
 
 class JobEffects:

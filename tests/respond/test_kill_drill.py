@@ -1,7 +1,8 @@
 """SIGKILL drill: the responder is killed at random moments while callbacks arrive and tickets are filed.
 
 Whatever the moment, every finding ends with exactly one ticket and no callback is lost. The default run is a
-few rounds; POSTERN_KILL_ROUNDS=20 POSTERN_KILL_CALLBACKS=200 is the full drill.
+few rounds; POSTERN_KILL_ROUNDS=20 POSTERN_KILL_CALLBACKS=200 is the full drill. It runs with the action queue in
+SQLite and in PostgreSQL (``respond.queue.url``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 from standardwebhooks.webhooks import Webhook
 
@@ -47,7 +49,13 @@ def signed(n: int) -> tuple[bytes, dict[str, str]]:
                   "webhook-signature": Webhook(KEY).sign(message_id, now, body)}
 
 
-def test_killed_at_random_moments_the_responder_files_one_ticket_per_finding(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.needs_postgres)])
+def queue_url(request: pytest.FixtureRequest) -> str | None:
+    return str(request.getfixturevalue("pg_url")) if request.param == "postgresql" else None
+
+
+def test_killed_at_random_moments_the_responder_files_one_ticket_per_finding(tmp_path: Path,
+                                                                             queue_url: str | None) -> None:
     rng = random.Random(7)
     with JiraEmulator() as jira:
         port = free_port()
@@ -65,7 +73,7 @@ def test_killed_at_random_moments_the_responder_files_one_ticket_per_finding(tmp
             "respond": {"port": port, "playbooks": str(playbooks),
                         "sources": [{"name": "ta", "kind": "splunk", "auth": "signature", "secret": KEY,
                                      "rate_limit": 1000}],
-                        "queue": {"backoff_base": "0.1s", "lease": "2s"},
+                        "queue": {"backoff_base": "0.1s", "lease": "2s", "url": queue_url},
                         "actions": {"ticket.jira": {"url": jira.url, "email": jira.email,
                                                     "api_token": jira.api_token, "project": "SEC",
                                                     "outbound": {"allow": ["127.0.0.0/8"]}}}}}))
