@@ -126,6 +126,44 @@ class Job:
     result: dict[str, Any] | None
 
 
+def _p(name: str, type_: Any = None) -> sa.BindParameter[Any]:
+    return sa.bindparam(f"p_{name}", type_=type_)
+
+
+class _Statements:
+    """The hot paths' statements, built once with bound parameters: building a Core statement on each call cost
+    fifteen times the database's own work (0.75 ms an enqueue, against 0.05 ms for SQLite to do it)."""
+
+    def __init__(self, on_postgresql: bool) -> None:
+        insert = postgresql.insert if on_postgresql else sqlite.insert
+        self.enqueue = insert(_jobs).values(
+            idempotency_key=_p("key"), action=_p("action"), params=_p("params"), state=_p("state"),
+            not_before=_p("due"), created=_p("now"), updated=_p("now"),
+        ).on_conflict_do_nothing(index_elements=[_jobs.c.idempotency_key]).returning(_jobs.c.id)
+        due = sa.or_(sa.and_(_jobs.c.state == JobState.PENDING, _jobs.c.not_before <= _p("now")),
+                     sa.and_(_jobs.c.state == JobState.RUNNING, _jobs.c.lease_until <= _p("now")))
+        # PostgreSQL: a row another replica is claiming is skipped, not waited for (SQLite renders no FOR UPDATE:
+        # BEGIN IMMEDIATE has made the transaction the only writer)
+        self.due_any = (sa.select(_jobs.c.id).where(due).order_by(_jobs.c.not_before, _jobs.c.id)
+                        .limit(_p("limit")).with_for_update(skip_locked=True))
+        self.due_of = (sa.select(_jobs.c.id).where(due, _jobs.c.action.in_(sa.bindparam("p_actions", expanding=True)))
+                       .order_by(_jobs.c.not_before, _jobs.c.id).limit(_p("limit")).with_for_update(skip_locked=True))
+        self.take = (sa.update(_jobs).where(_jobs.c.id.in_(sa.bindparam("p_ids", expanding=True)))
+                     .values(state=JobState.RUNNING, attempts=_jobs.c.attempts + 1, lease_until=_p("lease"),
+                             worker=_p("worker"), updated=_p("now"))
+                     .returning(*_JOB_COLUMNS))
+        self.set_state = sa.update(_jobs).where(_jobs.c.id == _p("id")).values(
+            state=_p("state"), lease_until=None, last_error=sa.func.coalesce(_p("reason", sa.Text), _jobs.c.last_error),
+            result=_p("result"), updated=_p("now"))
+        effect = insert(_effects).values(job_id=_p("id"), name=_p("name"), value=_p("value"))
+        self.record_effect = effect.on_conflict_do_update(index_elements=[_effects.c.job_id, _effects.c.name],
+                                                          set_={"value": effect.excluded.value})
+        self.effects = sa.select(_effects.c.name, _effects.c.value).where(_effects.c.job_id == _p("id"))
+        self.attempts = sa.select(_jobs.c.attempts).where(_jobs.c.id == _p("id")).with_for_update()
+        self.retry_later = sa.update(_jobs).where(_jobs.c.id == _p("id")).values(
+            state=JobState.PENDING, not_before=_p("due"), lease_until=None, last_error=_p("reason"), updated=_p("now"))
+
+
 class ActionQueue:
     """Safe for several worker threads; on SQLite for one process (the state-directory lock keeps it to one), on
     PostgreSQL for any number of replicas sharing the database of ``config.url`` (``path`` is then unused)."""
@@ -147,6 +185,7 @@ class ActionQueue:
             raise ConfigError(f"action queue {self.config.url or path}: {exc}") from None
         self.where = storage.describe(self._engine)
         self._postgresql = storage.is_postgresql(self._engine)
+        self._sql = _Statements(self._postgresql)
         self._reader = storage.reader(self._engine)
         # SQLite has one writer at a time anyway: this process's threads queue here rather than on the file lock
         self._write_lock: AbstractContextManager[Any] = nullcontext() if self._postgresql else threading.Lock()
@@ -162,15 +201,26 @@ class ActionQueue:
         now = self._now()
         due = not_before.timestamp() if not_before else now
         state = JobState.AWAITING_APPROVAL if awaiting_approval else JobState.PENDING
-        insert = (postgresql.insert(_jobs) if self._postgresql else sqlite.insert(_jobs)).values(
-            idempotency_key=idempotency_key, action=action, params=json.dumps(dict(params), sort_keys=True),
-            state=state, not_before=due, created=now, updated=now,
-        ).on_conflict_do_nothing(index_elements=[_jobs.c.idempotency_key]).returning(_jobs.c.id)
+        values = {"p_key": idempotency_key, "p_action": action, "p_params": json.dumps(dict(params), sort_keys=True),
+                  "p_state": state.value, "p_due": due, "p_now": now}
         with self._transaction() as db:  # a row comes back only if it was inserted (rowcount is not portable here)
-            inserted = db.execute(insert).first() is not None
+            inserted = db.execute(self._sql.enqueue, values).first() is not None
         if inserted and not awaiting_approval:
             self.wake()
         return bool(inserted)
+
+    def enqueue_many(self, jobs: Sequence[tuple[str, str, Mapping[str, Any]]]) -> list[bool]:
+        """Several due jobs (key, action, params) in one transaction, each True if new: the receiver commits a
+        batch of callbacks at once. All or none: a failure raises QueueError for the whole batch."""
+        now = self._now()
+        with self._transaction() as db:
+            inserted = [db.execute(self._sql.enqueue, {
+                "p_key": key, "p_action": action, "p_params": json.dumps(dict(params), sort_keys=True),
+                "p_state": JobState.PENDING.value, "p_due": now, "p_now": now}).first() is not None
+                for key, action, params in jobs]
+        if any(inserted):
+            self.wake()
+        return inserted
 
     def wake(self) -> None:
         """Tell this process's idle workers to look for due jobs now instead of at their next poll."""
@@ -194,8 +244,8 @@ class ActionQueue:
             if created is None:
                 return False
             if now - created > approval_ttl.total_seconds():
-                _set_state(db, job_id, JobState.DEAD, reason="the approval expired before anyone approved",
-                           result=None, now=now)
+                self._set_state(db, job_id, JobState.DEAD, reason="the approval expired before anyone approved",
+                                result=None)
                 return False
             db.execute(sa.update(_jobs).where(_jobs.c.id == job_id)
                        .values(state=JobState.PENDING, not_before=now, updated=now))
@@ -214,56 +264,56 @@ class ActionQueue:
 
     def claim(self, worker: str, actions: Sequence[str] | None = None) -> Job | None:
         """The oldest due job (of ``actions``, if given), leased to ``worker``; an expired lease is due again."""
+        claimed = self.claim_many(worker, actions, 1)
+        return claimed[0] if claimed else None
+
+    def claim_many(self, worker: str, actions: Sequence[str] | None = None, limit: int = 32) -> list[Job]:
+        """Up to ``limit`` due jobs, oldest first, leased to ``worker`` together in one transaction: for a worker
+        whose jobs are quick and many (the planner), the transaction costs more than the job."""
         now = self._now()
-        due = sa.select(_jobs.c.id).where(sa.or_(
-            sa.and_(_jobs.c.state == JobState.PENDING, _jobs.c.not_before <= now),
-            sa.and_(_jobs.c.state == JobState.RUNNING, _jobs.c.lease_until <= now),
-        ))
-        if actions:
-            due = due.where(_jobs.c.action.in_(list(actions)))
-        # PostgreSQL: a row another replica is claiming is skipped, not waited for (SQLite renders no FOR UPDATE:
-        # BEGIN IMMEDIATE has made this transaction the only writer)
-        due = due.order_by(_jobs.c.not_before, _jobs.c.id).limit(1).with_for_update(skip_locked=True)
         with self._transaction() as db:
-            job_id = db.execute(due).scalar()
-            if job_id is None:
-                return None
-            row = db.execute(
-                sa.update(_jobs).where(_jobs.c.id == job_id)
-                .values(state=JobState.RUNNING, attempts=_jobs.c.attempts + 1,
-                        lease_until=now + self.config.lease.total_seconds(), worker=worker, updated=now)
-                .returning(*_JOB_COLUMNS)
-            ).one()
-            return _job(row)
+            if actions:
+                ids = db.execute(self._sql.due_of, {"p_now": now, "p_actions": list(actions),
+                                                    "p_limit": limit}).scalars().all()
+            else:
+                ids = db.execute(self._sql.due_any, {"p_now": now, "p_limit": limit}).scalars().all()
+            if not ids:
+                return []
+            rows = db.execute(self._sql.take, {"p_ids": list(ids), "p_lease": now + self.config.lease.total_seconds(),
+                                               "p_worker": worker, "p_now": now}).all()
+        return sorted((_job(row) for row in rows), key=lambda job: (job.not_before, job.id))
 
     def record_effect(self, job_id: int, name: str, value: Mapping[str, Any]) -> None:
         """Durable before the action goes on, so that a re-run after a crash finds it and does not repeat it."""
-        insert = (postgresql.insert(_effects) if self._postgresql else sqlite.insert(_effects)).values(
-            job_id=job_id, name=name, value=json.dumps(dict(value), sort_keys=True))
         with self._transaction() as db:
-            db.execute(insert.on_conflict_do_update(index_elements=[_effects.c.job_id, _effects.c.name],
-                                                    set_={"value": insert.excluded.value}))
+            db.execute(self._sql.record_effect,
+                       {"p_id": job_id, "p_name": name, "p_value": json.dumps(dict(value), sort_keys=True)})
 
     def effects(self, job_id: int) -> dict[str, dict[str, Any]]:
         with self._reading() as db:
-            rows = db.execute(sa.select(_effects.c.name, _effects.c.value).where(_effects.c.job_id == job_id)).all()
+            rows = db.execute(self._sql.effects, {"p_id": job_id}).all()
         return {name: json.loads(value) for name, value in rows}
 
     def complete(self, job_id: int, result: Mapping[str, Any]) -> None:
         self._finish(job_id, JobState.DONE, None, dict(result))
 
+    def complete_many(self, results: Mapping[int, Mapping[str, Any]]) -> None:
+        """Several jobs done, in one transaction."""
+        with self._transaction() as db:
+            for job_id, result in results.items():
+                self._set_state(db, job_id, JobState.DONE, reason=None, result=dict(result))
+
     def fail(self, job_id: int, reason: str, retry_after: timedelta | None = None, *, permanent: bool = False) -> bool:
         """Schedule a retry (True), or make the job a dead letter: permanent, or out of attempts (False)."""
         with self._transaction() as db:
-            attempts = db.execute(sa.select(_jobs.c.attempts).where(_jobs.c.id == job_id).with_for_update()).scalar()
+            attempts = db.execute(self._sql.attempts, {"p_id": job_id}).scalar()
             if attempts is None:
                 raise QueueError(f"action queue {self.where}: no job {job_id}")
             if permanent or attempts >= self.config.max_attempts:
-                _set_state(db, job_id, JobState.DEAD, reason=reason, result=None, now=self._now())
+                self._set_state(db, job_id, JobState.DEAD, reason=reason, result=None)
                 return False
             due = self._now() + self._delay(attempts, retry_after).total_seconds()
-            db.execute(sa.update(_jobs).where(_jobs.c.id == job_id).values(
-                state=JobState.PENDING, not_before=due, lease_until=None, last_error=reason, updated=self._now()))
+            db.execute(self._sql.retry_later, {"p_id": job_id, "p_due": due, "p_reason": reason, "p_now": self._now()})
             return True
 
     def retry(self, job_id: int) -> bool:
@@ -311,7 +361,13 @@ class ActionQueue:
 
     def _finish(self, job_id: int, state: JobState, reason: str | None, result: dict[str, Any] | None) -> None:
         with self._transaction() as db:
-            _set_state(db, job_id, state, reason=reason, result=result, now=self._now())
+            self._set_state(db, job_id, state, reason=reason, result=result)
+
+    def _set_state(self, db: sa.Connection, job_id: int, state: JobState, *, reason: str | None,
+                   result: dict[str, Any] | None) -> None:
+        db.execute(self._sql.set_state, {
+            "p_id": job_id, "p_state": state.value, "p_reason": reason, "p_now": self._now(),
+            "p_result": json.dumps(result, sort_keys=True) if result is not None else None})
 
     def _now(self) -> float:
         return self._clock().timestamp()
@@ -333,13 +389,6 @@ class ActionQueue:
                 yield db
         except SQLAlchemyError as exc:
             raise QueueError(f"action queue {self.where}: {exc}") from exc
-
-
-def _set_state(db: sa.Connection, job_id: int, state: JobState, *, reason: str | None,
-               result: dict[str, Any] | None, now: float) -> None:
-    db.execute(sa.update(_jobs).where(_jobs.c.id == job_id).values(
-        state=state, lease_until=None, last_error=sa.func.coalesce(reason, _jobs.c.last_error),
-        result=json.dumps(result, sort_keys=True) if result is not None else None, updated=now))
 
 
 def _job(row: sa.Row[*tuple[Any, ...]]) -> Job:

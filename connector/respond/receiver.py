@@ -233,12 +233,13 @@ class _Writer:
                 except Empty:
                     break
             settled: list[tuple[_Write, Any, BaseException | None]] = []
-            for write in batch:
-                if write.job is not None:
-                    try:
-                        settled.append((write, self.queue.enqueue(*write.job), None))
-                    except Exception as exc:  # handed to the request: QueueError answers 503
-                        settled.append((write, None, exc))
+            jobs = [write for write in batch if write.job is not None]
+            if jobs:
+                try:
+                    fresh = self.queue.enqueue_many([write.job for write in jobs if write.job is not None])
+                    settled += [(write, new, None) for write, new in zip(jobs, fresh, strict=True)]
+                except Exception as exc:  # handed to each request: QueueError answers 503
+                    settled += [(write, None, exc) for write in jobs]
             records = [write.record for write in batch if write.record is not None]
             if records:
                 try:

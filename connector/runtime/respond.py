@@ -145,11 +145,13 @@ class Responder:
                                         {**details, "result": result})])
 
     def plan_pending(self) -> int:
-        """Plan every queued callback now; the number planned."""
+        """Plan every queued callback now, a batch at a time (a crash re-plans the batch: planning is idempotent,
+        its step keys exist); the number planned."""
         planned = 0
-        while (job := self.queue.claim("planner", [PLAN_ACTION])) is not None:
-            self._plan(job)
-            planned += 1
+        while batch := self.queue.claim_many("planner", [PLAN_ACTION]):
+            done = {job.id: result for job in batch if (result := self._plan(job)) is not None}
+            self.queue.complete_many(done)
+            planned += len(batch)
         return planned
 
     def _plan_forever(self) -> None:
@@ -157,7 +159,8 @@ class Responder:
             if not self.plan_pending():
                 self.queue.wait_for_work(_POLL_SECONDS)
 
-    def _plan(self, job: Job) -> None:
+    def _plan(self, job: Job) -> dict[str, int] | None:
+        """The planned job's result; None when planning failed and the job is scheduled again."""
         try:
             steps = self.engine.plan_callback(job, self.clock())
             self.auditor.audit([_step_record(job, step) for step in steps])
@@ -166,8 +169,8 @@ class Responder:
         except ConnectorError as exc:
             log.error("planning callback %s failed: %s", job.idempotency_key, exc)  # noqa: TRY400 - one line
             self.queue.fail(job.id, str(exc))
-            return
-        self.queue.complete(job.id, {"steps": len(steps)})
+            return None
+        return {"steps": len(steps)}
 
 
 def _step_record(job: Job, step: PlannedStep) -> AuditRecord:
