@@ -25,7 +25,7 @@ from connector.respond.actions.base import Action, ActionError, StepContext
 from connector.respond.approvals import ApprovalSigner
 from connector.respond.engine import FOLLOW_UP, Decision, PlannedStep, PlaybookEngine, RunLedger
 from connector.respond.playbooks import load_playbooks
-from connector.respond.queue import ActionQueue, Job, JobEffects
+from connector.respond.queue import ActionQueue, Job, JobEffects, QueueError
 from connector.respond.receiver import PLAN_ACTION, build_app, server
 from connector.respond.settings import RespondConfig
 from connector.respond.tickets import TicketLedger
@@ -110,7 +110,7 @@ class Responder:
 
     def _work_forever(self, name: str) -> None:
         while not self._stopping.is_set():
-            if not self.run_pending(name):
+            if not self._survive(lambda: self.run_pending(name)):
                 self.queue.wait_for_work(_POLL_SECONDS)
 
     def _run(self, action: Action[Any], job: Job) -> None:
@@ -156,8 +156,18 @@ class Responder:
 
     def _plan_forever(self) -> None:
         while not self._stopping.is_set():
-            if not self.plan_pending():
+            if not self._survive(self.plan_pending):
                 self.queue.wait_for_work(_POLL_SECONDS)
+
+    def _survive(self, work: Callable[[], int]) -> int:
+        """``work``'s count; a queue that cannot be read or written (a locked file, a database restarting) is
+        logged and tried again at the next poll, instead of ending the worker thread and, silently, its work."""
+        try:
+            return work()
+        except QueueError as exc:
+            log.error("action queue unavailable, retrying in %g s: %s", _POLL_SECONDS, exc)  # noqa: TRY400
+            self._stopping.wait(_POLL_SECONDS)
+            return 0
 
     def _plan(self, job: Job) -> dict[str, int] | None:
         """The planned job's result; None when planning failed and the job is scheduled again."""
