@@ -43,7 +43,9 @@ def test_no_request_makes_the_receiver_fail_or_answer_off_its_document(receiver:
     operations = [result.ok() for result in api.get_all_operations()]
     assert len(operations) >= 9  # every endpoint is in the document
     for operation in operations:
-        exercise = settings(max_examples=25, deadline=None, database=None,
+        # derandomized: the same requests every run, so CI cannot fail by the luck of the draw; a finding shows
+        # on every run until it is fixed
+        exercise = settings(max_examples=25, deadline=None, database=None, derandomize=True,
                             suppress_health_check=list(HealthCheck))(given(operation.as_strategy())(
                                 lambda case: _call_and_validate(case, receiver)))
         exercise()
