@@ -23,5 +23,6 @@ def playbooks_dir() -> Path:
 
 
 def migrations_dir() -> Path:
-    """Alembic's script directory (env.py, versions/): the schema history of the connector's state."""
-    return _data_dir("migrations")
+    """Alembic's script directory (env.py, versions/): the schema history of the connector's state. It is code,
+    so it lives in the package (not a top-level data directory) and ships with it."""
+    return Path(__file__).resolve().parent / "migrations"

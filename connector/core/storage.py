@@ -6,7 +6,7 @@ differs is here: SQLite's write transactions are ``BEGIN IMMEDIATE`` (one writer
 rather than at the first write, so a read-then-write never deadlocks), PostgreSQL's are READ COMMITTED, where a
 store that claims work locks rows with ``SELECT ... FOR UPDATE SKIP LOCKED``.
 
-The schema is Alembic's (``migrations/`` in the repository, ``connector/_data/migrations`` installed). Each store
+The schema is Alembic's (``connector/core/migrations/``). Each store
 is one branch of that history (``queue``: the action queue). ``migrate`` runs at start under a lock (PostgreSQL's
 advisory lock, SQLite's write lock), so replicas starting together upgrade one at a time, and refuses a database
 whose revision this code does not know: a newer release migrated it, and running older code on it would corrupt it.
