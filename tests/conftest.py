@@ -16,6 +16,7 @@ from support.pki import Authority, Pki, self_signed
 from support.postgres import Postgres, binaries, running_postgres
 from support.scanning import run_scan
 from support.sites import site
+from support.smtp import Mailbox, smtp_server
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +56,10 @@ def postgres() -> Iterator[Postgres]:
 def pg_url(postgres: Postgres) -> str:
     """The URL of a fresh, empty database on the session's PostgreSQL."""
     return postgres.url(postgres.new_database())
+
+
+@pytest.fixture
+def mailbox(pki: Pki, tmp_path: Path) -> Iterator[Mailbox]:
+    """A real SMTP server (STARTTLS, then AUTH as postern / relay-password-123) that keeps what it receives."""
+    with smtp_server(pki, tmp_path, "postern", "relay-password-123") as running:
+        yield running

@@ -14,6 +14,8 @@ from connector.core.catalog import Catalog, load_catalog
 from connector.core.logsetup import redact
 from connector.delivery.pipeline import Pipeline
 from connector.normalise import Normaliser, Runtime
+from connector.runtime.config import Config
+from connector.runtime.state import StateStore
 
 
 class _RedactingStream:
@@ -67,3 +69,11 @@ def load_catalog_and_normaliser(mappings: Path | None, observer_name: str | None
     catalog = load_catalog(mappings / "rules" if mappings else None)
     normaliser = Normaliser.load(catalog, mappings, Runtime(name=observer_name))
     return catalog, normaliser
+
+
+def open_state(config: Config, what: str) -> StateStore:
+    """The state store for reading beside a running collector; ``what`` names what is missing when it is absent."""
+    path = config.state_dir / "state.sqlite"
+    if not path.exists():
+        fail(f"no {what} yet in {config.state_dir}: `connector run` or `connector scan -c` records it")
+    return StateStore(path, exclusive=False)

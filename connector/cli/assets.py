@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from connector.cli import app
-from connector.cli._common import console_err, fail
+from connector.cli._common import console_err, fail, open_state
 from connector.core.lifecycle import AssetRecord
 from connector.runtime.config import load_config
 from connector.runtime.state import StateStore
@@ -106,11 +106,7 @@ def assets_dependencies(
 
 
 def _open(config: Path) -> StateStore:
-    loaded = load_config(config)
-    path = loaded.state_dir / "state.sqlite"
-    if not path.exists():
-        fail(f"no inventory yet in {loaded.state_dir}: `connector run` or `connector scan -c` records it")
-    return StateStore(path, exclusive=False)
+    return open_state(load_config(config), "inventory")
 
 
 def _rows(config: Path, include_removed: bool) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from connector.cli import app
-from connector.cli._common import console_err, fail, load_catalog_and_normaliser, report_delivery
+from connector.cli._common import console_err, fail, load_catalog_and_normaliser, open_state, report_delivery
 from connector.core.clock import utc_now
 from connector.core.events import encode_line
 from connector.core.units import parse_duration
@@ -25,9 +25,8 @@ from connector.inventory.digest import digests, period_end
 from connector.inventory.kpi import SCOPE_KINDS, Kpis, measurement
 from connector.respond.verdicts import Verdict, VerdictStore
 from connector.runtime.collector import build_pipeline
-from connector.runtime.config import Config, load_config
+from connector.runtime.config import load_config
 from connector.runtime.kpis import VERDICTS_FILE, current_kpis, history
-from connector.runtime.state import StateStore
 
 findings_app = typer.Typer(help="Analysts' verdicts: false positives, accepted risks.",
                            no_args_is_help=True)
@@ -61,7 +60,7 @@ def kpi_command(
         fail(f"--scope must be one of {', '.join(SCOPE_KINDS)}, not {', '.join(unknown)}")
     loaded = load_config(config)
     catalog, _ = load_catalog_and_normaliser(loaded.mappings_dir, loaded.observer_name)
-    store = _open(loaded)
+    store = open_state(loaded, "history")
     try:
         figures = current_kpis(loaded, store, catalog, utc_now(), kinds)
     finally:
@@ -94,7 +93,7 @@ def digest_command(
     loaded = load_config(config)
     catalog, normaliser = load_catalog_and_normaliser(loaded.mappings_dir, loaded.observer_name)
     until = _period_end(period.value, end)
-    store = _open(loaded)
+    store = open_state(loaded, "history")
     try:
         rolled = digests(history(loaded, store), loaded.kpi, period.value, until)
     finally:
@@ -148,7 +147,7 @@ def findings_mark(
         except ValueError as exc:
             fail(f"--expires: {exc}")
     loaded = load_config(config)
-    store = _open(loaded)
+    store = open_state(loaded, "history")
     try:
         known = {verdict.fingerprint: verdict for verdict in store.findings.verdicts()}
     finally:
@@ -175,13 +174,6 @@ def _period_end(period: str, end: str | None) -> datetime:
     except ValueError:
         fail(f"--end must be a date or an ISO 8601 time, not {end!r}")
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _open(config: Config) -> StateStore:
-    path = config.state_dir / "state.sqlite"
-    if not path.exists():
-        fail(f"no history yet in {config.state_dir}: `connector run` or `connector scan -c` records it")
-    return StateStore(path, exclusive=False)
 
 
 def _user() -> str:

@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 
 from connector.cli import app
-from connector.cli._common import console_err, fail, load_catalog_and_normaliser
-from connector.cli.kpi import ConfigOption, _open
+from connector.cli._common import console_err, fail, load_catalog_and_normaliser, open_state
+from connector.cli.kpi import ConfigOption
 from connector.core.clock import utc_now
 from connector.core.units import parse_duration
 from connector.inventory.kpi import SCOPE_KINDS, Scope
@@ -50,7 +50,7 @@ def report_command(
     scopes = [_scope(text) for text in scope or ["overall"]]
     loaded = load_config(config)
     catalog, _ = load_catalog_and_normaliser(loaded.mappings_dir, loaded.observer_name)
-    store = _open(loaded)
+    store = open_state(loaded, "history")
     try:
         report = posture_report(loaded, store, catalog, end, window=window, scopes=scopes)
     finally:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,8 +22,9 @@ from emulators.jira import JiraEmulator
 from support.cli import connector, connector_process
 from support.pki import Pki
 from support.sites import Site, hardened_routes, site
-from support.smtp import Mailbox, smtp_server
+from support.smtp import Mailbox
 from support.waiting import wait_until
+from support.web import closed_port
 
 HOST = "shop.example.test"
 OWNER = "web-team@example.test"
@@ -47,18 +47,6 @@ steps:
       summary: "{{ field('rule.id') }} on {{ field('postern.asset.id') }}"
       description: "{{ field('message') }}"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def mailbox(pki: Pki, tmp_path: Path) -> Iterator[Mailbox]:
-    with smtp_server(pki, tmp_path, "postern", "relay-password-123") as running:
-        yield running
 
 
 @pytest.fixture
@@ -150,7 +138,7 @@ def audit(tmp_path: Path, action: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("shape", ["splunk", "kibana"])
 def test_an_alert_runs_its_playbook_and_the_fix_closes_its_ticket(shape: str, tmp_path: Path, pki: Pki, shop: Site,
                                                                   mailbox: Mailbox, jira: JiraEmulator) -> None:
-    port = free_port()
+    port = closed_port()
     config = write_config(tmp_path, pki, shop, mailbox, jira, port)
     scanned = connector("scan", "-c", str(config), "--checks", "headers", "-q", "-o", "/dev/null")
     assert scanned.returncode in (0, 1), scanned.stderr  # 1 only for findings at --fail-on or above

@@ -4,7 +4,6 @@ button runs them, and an altered, expired or reused link approves nothing."""
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,8 +18,9 @@ from connector.respond.settings import RespondConfig
 from connector.runtime.respond import Responder
 from support.pki import Pki
 from support.receiver import AuditTrail
-from support.smtp import Mailbox, smtp_server
+from support.smtp import Mailbox
 from support.waiting import wait_until
+from support.web import closed_port
 
 FINGERPRINT = "5e" * 16
 APPROVER, OWNER = "soc-lead@example.test", "web-team@example.test"
@@ -42,24 +42,12 @@ steps:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def mailbox(pki: Pki, tmp_path: Path) -> Iterator[Mailbox]:
-    with smtp_server(pki, tmp_path, "postern", "relay-password-123") as running:
-        yield running
-
-
 @pytest.fixture
 def responder(tmp_path: Path, mailbox: Mailbox, pki: Pki) -> Iterator[Responder]:
     playbooks = tmp_path / "playbooks"
     playbooks.mkdir()
     (playbooks / "approve.yaml").write_text(PLAYBOOK)
-    port = free_port()
+    port = closed_port()
     config = RespondConfig.model_validate({
         "port": port, "playbooks": str(playbooks), "approval_ttl": "24h",
         "approvals": {"public_url": f"http://127.0.0.1:{port}", "secret": KEY},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,6 @@ from support.receiver import AuditTrail
 from support.smtp import Mailbox, smtp_server
 
 FINGERPRINT = "e1" * 16
-
-
-@pytest.fixture
-def mailbox(pki: Pki, tmp_path: Path) -> Iterator[Mailbox]:
-    with smtp_server(pki, tmp_path, "postern", "relay-password-123") as running:
-        yield running
 
 
 def responder(tmp_path: Path, mailbox: Mailbox, pki: Pki, **email: Any) -> tuple[Responder, AuditTrail]:

@@ -3,7 +3,6 @@ reminders stop the moment it is resolved or someone acknowledges it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from connector.runtime.respond import Responder
 from support.clock import Clock
 from support.pki import Pki
 from support.receiver import AuditTrail
-from support.smtp import Mailbox, smtp_server
+from support.smtp import Mailbox
 
 FINGERPRINT = "a7" * 16
 OWNER, LEAD, CISO = "web-team@example.test", "web-lead@example.test", "ciso@example.test"
@@ -37,12 +36,6 @@ steps:
 guardrails:
   cooldown: 30d
 """
-
-
-@pytest.fixture
-def mailbox(pki: Pki, tmp_path: Path) -> Iterator[Mailbox]:
-    with smtp_server(pki, tmp_path, "postern", "relay-password-123") as running:
-        yield running
 
 
 @pytest.fixture
